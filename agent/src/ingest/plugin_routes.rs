@@ -1,0 +1,93 @@
+//! `/v1/plugins/{name}/{path..}`: custom routes of background plugins.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use outpost_pdk::RouteRequest;
+
+use super::response::{ApiError, Body};
+use super::State;
+use crate::plugin::CallError;
+
+pub async fn handle(state: &State, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().to_owned();
+    let rest = path.strip_prefix("/v1/plugins/").unwrap_or_default();
+    let (name, sub) = rest.split_once('/').unwrap_or((rest, ""));
+    let plugin = state
+        .pipeline
+        .plugins
+        .get(name)
+        .ok_or_else(ApiError::not_found)?;
+    let method = request.method().as_str().to_owned();
+    let declared = plugin.info().routes.iter().any(|r| {
+        r.method.eq_ignore_ascii_case(&method) && r.path.trim_matches('/') == sub.trim_matches('/')
+    });
+    if !declared {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("plugin `{name}` has no route {method} /{sub}"),
+        ));
+    }
+
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let headers = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let body = Limited::new(request.into_body(), state.max_body_bytes)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {} bytes", state.max_body_bytes),
+            )
+        })?
+        .to_bytes();
+    let route_request = RouteRequest {
+        method,
+        path: sub.to_owned(),
+        query,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let plugin = Arc::clone(plugin);
+    let (result, _) = tokio::task::spawn_blocking(move || plugin.call(|i| i.route(&route_request)))
+        .await
+        .expect("route task panicked");
+    let answer = result.map_err(|e| {
+        let code = match e.error {
+            CallError::Failed(_) => "plugin_failed",
+            CallError::Fault(..) => "plugin_fault",
+        };
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string())
+    })?;
+
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() = StatusCode::from_u16(answer.status).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_failed",
+            format!(
+                "plugin `{name}` answered with invalid status {}",
+                answer.status
+            ),
+        )
+    })?;
+    for (k, v) in answer.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            response.headers_mut().insert(k, v);
+        }
+    }
+    Ok(response)
+}

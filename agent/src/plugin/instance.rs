@@ -1,0 +1,104 @@
+//! The one interface behind which WASM and native plugins look the same to the agent.
+
+use std::sync::OnceLock;
+
+use outpost_pdk::{Output, PluginInfo, Point, RouteRequest, RouteResponse, SendingEvent};
+
+/// Where a plugin's code comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// `<dir>/<name>.wasm`, run sandboxed by Extism.
+    Wasm,
+    /// Linked into the agent.
+    Native,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Wasm => "wasm",
+            PluginKind::Native => "native",
+        }
+    }
+}
+
+/// How a call went wrong: an error the plugin reported (its instance is fine), or a
+/// fault (its instance is no longer trustworthy and is re-created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The plugin returned an error.
+    Failed(String),
+    /// Trap, panic, timeout or out of memory.
+    Fault(FaultKind, String),
+}
+
+/// Kinds of faults, counted separately in `/v1/plugins`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    Trap,
+    Panic,
+    Timeout,
+    OutOfMemory,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Trap => "trap",
+            FaultKind::Panic => "panic",
+            FaultKind::Timeout => "timeout",
+            FaultKind::OutOfMemory => "out_of_memory",
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Failed(m) => write!(f, "{m}"),
+            CallError::Fault(kind, m) => write!(f, "{}: {m}", kind.as_str()),
+        }
+    }
+}
+
+/// A `sending_event` input, shared by all plugins of one request: native plugins read
+/// the typed value, WASM plugins the JSON, which is encoded once, on first use.
+pub struct SendingInput {
+    pub event: SendingEvent,
+    json: OnceLock<Vec<u8>>,
+}
+
+impl SendingInput {
+    pub fn new(event: SendingEvent) -> Self {
+        SendingInput {
+            event,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The event as ABI JSON.
+    pub fn json(&self) -> &[u8] {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&self.event).expect("event serialises"))
+    }
+}
+
+/// One live instance of a plugin.
+pub trait PluginInstance: Send {
+    fn sending_event(&mut self, input: &SendingInput) -> Result<Output, CallError>;
+    fn monitoring_event(&mut self, points: &[Point]) -> Result<Output, CallError>;
+    fn tick(&mut self) -> Result<Output, CallError>;
+    fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse, CallError>;
+    /// The seed's `close`: the agent is stopping.
+    fn close(&mut self);
+}
+
+/// Makes instances of one plugin: loaded (and described) once, instantiated per slot of
+/// the pool and again after a fault.
+pub trait InstanceFactory: Send + Sync {
+    fn kind(&self) -> PluginKind;
+    /// What the plugin said about itself at load.
+    fn info(&self) -> &PluginInfo;
+    /// A new instance, already initialised with the plugin's settings.
+    fn instantiate(&self) -> Result<Box<dyn PluginInstance>, CallError>;
+}

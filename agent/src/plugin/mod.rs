@@ -1,0 +1,185 @@
+//! The plugin host: resolves `[plugins] active` to WASM or native plugins, loads them,
+//! and calls them in config order.
+
+mod forward;
+mod instance;
+mod loaded;
+mod native;
+mod services;
+mod wasm;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use outpost_pdk::{EventType, Message, Output, Point};
+
+pub use instance::{CallError, FaultKind, PluginKind, SendingInput};
+pub use loaded::{LoadedPlugin, PluginError};
+pub use services::PluginServices;
+
+use crate::config::Config;
+use crate::monitoring::PointBuffer;
+
+/// Why plugins could not be loaded; names the plugin and its file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin `{plugin}`{}: {message}", file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default())]
+    Plugin {
+        plugin: String,
+        file: Option<PathBuf>,
+        message: String,
+    },
+    #[error("plugin store: {0}")]
+    Store(#[from] sled::Error),
+}
+
+/// Total size cap of one plugin's key-value store.
+const KV_MAX_BYTES: u64 = 1 << 20;
+
+/// The loaded plugins.
+pub struct PluginHost {
+    plugins: Vec<Arc<LoadedPlugin>>,
+    sinks: BTreeSet<String>,
+    points: Arc<PointBuffer>,
+}
+
+impl PluginHost {
+    /// Loads every active plugin: `<dir>/<name>.wasm` if it exists, else the built-in
+    /// native plugin of that name. Any failure stops start-up (and `outpost check`).
+    pub fn load(
+        config: &Config,
+        db: &sled::Db,
+        points: Arc<PointBuffer>,
+    ) -> Result<Self, LoadError> {
+        let kv = db.open_tree("plugin_kv")?;
+        let mut plugins = Vec::new();
+        for name in &config.plugins.active {
+            let services = Arc::new(PluginServices::new(name, kv.clone(), KV_MAX_BYTES)?);
+            let settings = config.plugin_settings(name);
+            let sandbox = config.sandbox(name);
+            let path = config.plugins.dir.join(format!("{name}.wasm"));
+            let (factory, file): (Box<dyn instance::InstanceFactory>, _) = if path.is_file() {
+                let f = wasm::WasmFactory::load(name, &path, &settings, &sandbox, services)?;
+                (Box::new(f), Some(path))
+            } else if let Some(native) = native::builtin(name) {
+                (
+                    Box::new(native::NativePluginFactory::new(native, settings, services)),
+                    None,
+                )
+            } else {
+                return Err(LoadError::Plugin {
+                    plugin: name.clone(),
+                    file: Some(path),
+                    message: "no such file, and no built-in plugin of that name".into(),
+                });
+            };
+            let info = factory.info();
+            let background = info.timer_ms.is_some() || !info.routes.is_empty();
+            let instances = sandbox.instances.unwrap_or(if background {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            });
+            let loaded =
+                LoadedPlugin::new(name, file.clone(), factory, instances).map_err(|e| {
+                    LoadError::Plugin {
+                        plugin: name.clone(),
+                        file,
+                        message: format!("initialize failed: {}", e.error),
+                    }
+                })?;
+            tracing::info!(plugin = %name, kind = loaded.kind().as_str(),
+                version = %loaded.info().version, instances, "plugin loaded");
+            plugins.push(Arc::new(loaded));
+        }
+        let host = PluginHost {
+            plugins,
+            sinks: config.sinks.keys().cloned().collect(),
+            points,
+        };
+        host.points
+            .set_enabled(host.subscribed(EventType::MonitoringEvent).next().is_some());
+        Ok(host)
+    }
+
+    /// All plugins, in config order.
+    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
+
+    /// The plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.iter().find(|p| p.name == name)
+    }
+
+    fn subscribed(&self, event_type: EventType) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins
+            .iter()
+            .filter(move |p| p.info().event_types.contains(&event_type))
+    }
+
+    /// Checks that every message goes to a configured sink; an unknown sink is the
+    /// plugin's error.
+    fn checked(&self, output: Output) -> Result<Output, CallError> {
+        if let Some(m) = output
+            .messages
+            .iter()
+            .find(|m| !self.sinks.contains(m.sink.as_str()))
+        {
+            return Err(CallError::Failed(format!(
+                "message for unknown sink `{}`",
+                m.sink
+            )));
+        }
+        Ok(output)
+    }
+
+    /// Runs the `sending_event` plugins on one request's events, in config order, and
+    /// returns all their messages, or the first plugin error (then nothing is queued:
+    /// the producer gets an error and may retry the whole request). Blocking.
+    pub fn sending_event(&self, input: &SendingInput) -> Result<Vec<Message>, PluginError> {
+        let mut messages = Vec::new();
+        for plugin in self.subscribed(EventType::SendingEvent) {
+            let (result, elapsed) = plugin.call(|i| self.checked(i.sending_event(input)?));
+            self.points
+                .plugin_call(&plugin.name, "sending_event", outcome(&result), elapsed);
+            let output = result?;
+            messages.extend(output.messages);
+            self.points.extend(output.points);
+        }
+        Ok(messages)
+    }
+
+    /// Hands a batch of points to every `monitoring_event` plugin. A failing plugin is
+    /// logged and counted; the others still get the batch. Blocking.
+    pub fn monitoring_event(&self, points: &[Point]) -> Vec<Message> {
+        let mut messages = Vec::new();
+        for plugin in self.subscribed(EventType::MonitoringEvent) {
+            // No `plugin_calls` point here: it would feed itself forever.
+            match plugin.call(|i| self.checked(i.monitoring_event(points)?)).0 {
+                Ok(output) => messages.extend(output.messages),
+                Err(e) => tracing::warn!(error = %e, "monitoring batch not handled"),
+            }
+        }
+        messages
+    }
+
+    /// Calls `close` on every plugin, in reverse order. Blocking.
+    pub fn close(&self) {
+        for plugin in self.plugins.iter().rev() {
+            plugin.close();
+        }
+    }
+}
+
+fn outcome<T>(result: &Result<T, PluginError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(PluginError {
+            error: CallError::Failed(_),
+            ..
+        }) => "failed",
+        Err(_) => "fault",
+    }
+}

@@ -1,0 +1,522 @@
+//! The durable queue: every accepted message stays here, on disk, until its sink has
+//! acknowledged it.
+//!
+//! * One sled tree holds all pending messages; a key is `<sink>\0<seq: u64 BE>`, so each
+//!   sink is a FIFO (a key-ordered prefix) and one request's messages for several sinks
+//!   land in one atomic batch.
+//! * Writes are made durable by [group commit](commit): a producer's 202 goes out after
+//!   the flush (fsync) that covers its insert; concurrent requests share flushes.
+//! * A message is removed only by [`Queue::ack`] (its sink acknowledged it) or moved by
+//!   [`Queue::dead_letter`] (its sink refused it for good), or dropped by the
+//!   `drop_oldest` policy, each counted.
+//! * Delivery reads a bounded batch from the head of a sink's FIFO, so a backlog of
+//!   millions never sits in RAM; counters are rebuilt by one scan at start-up.
+
+mod commit;
+mod open;
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use outpost_pdk::{Message, SinkName};
+use tokio::sync::Notify;
+
+use crate::config::{QueueConfig, WhenFull};
+pub use commit::GroupCommit;
+pub use open::Opened;
+use record::{DeadLetterV1, Envelope, EnvelopeRef, MessageId, RecordRef, RecordV1};
+
+/// Queue errors.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue is full: {needed} more bytes would exceed max_bytes {max}")]
+    Full { needed: u64, max: u64 },
+    #[error("message for unknown sink `{0}`")]
+    UnknownSink(String),
+    #[error("queue storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("queue commit failed: {0}")]
+    Commit(Arc<sled::Error>),
+    #[error("corrupt queue record {key}: {message}")]
+    CorruptRecord { key: String, message: String },
+}
+
+/// One sink's FIFO: its key prefix, its counters and the wake-up for its delivery loop.
+#[derive(Debug)]
+pub struct SinkQueue {
+    pub name: SinkName,
+    prefix: Vec<u8>,
+    depth: AtomicU64,
+    bytes: AtomicU64,
+    dead: AtomicU64,
+    dropped_full: AtomicU64,
+    notify: Notify,
+}
+
+impl SinkQueue {
+    fn new(name: &str) -> Self {
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(0);
+        SinkQueue {
+            name: SinkName::from(name),
+            prefix,
+            depth: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+            dropped_full: AtomicU64::new(0),
+            notify: Notify::new(),
+        }
+    }
+
+    fn key(&self, seq: u64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.prefix.len() + 8);
+        key.extend_from_slice(&self.prefix);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    /// Messages waiting.
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+    /// Bytes waiting (keys and encoded records).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Messages in the dead-letter tree.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead.load(Ordering::Relaxed)
+    }
+    /// Messages dropped by `when_full = "drop_oldest"`.
+    pub fn dropped_full(&self) -> u64 {
+        self.dropped_full.load(Ordering::Relaxed)
+    }
+    /// Resolves when new messages were committed (a permit is kept if nobody waits).
+    pub async fn wait_for_messages(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// A message read back for delivery.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    key: sled::IVec,
+    pub id: MessageId,
+    pub enqueued_ms: u64,
+    pub content_type: String,
+    pub topic: Option<String>,
+    pub key_: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub payload: Bytes,
+}
+
+/// What [`Queue::insert`] wrote, to be made durable by [`Queue::commit`].
+#[must_use = "inserted messages are not durable until committed"]
+pub struct Inserted {
+    sinks: Vec<Arc<SinkQueue>>,
+    pub count: usize,
+}
+
+/// Queue-wide figures for health and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueStats {
+    pub depth: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub flushes: u64,
+}
+
+/// The durable queue.
+pub struct Queue {
+    db: sled::Db,
+    pending: sled::Tree,
+    dead: sled::Tree,
+    epoch: u64,
+    max_bytes: u64,
+    when_full: WhenFull,
+    sinks: BTreeMap<String, Arc<SinkQueue>>,
+    depth: AtomicU64,
+    bytes: AtomicU64,
+    /// Serialises the capacity check with the insert, so concurrent requests cannot
+    /// overshoot `max_bytes` together. Held only for in-memory sled operations.
+    admit: Mutex<()>,
+    committer: GroupCommit,
+    opened: Opened,
+}
+
+const PENDING_TREE: &[u8] = b"pending";
+const DEAD_TREE: &[u8] = b"dead_letter";
+const META_TREE: &[u8] = b"meta";
+const EPOCH_KEY: &[u8] = b"epoch";
+
+impl Queue {
+    /// Opens the queue in `<data_dir>/queue` for the given sinks and rebuilds the
+    /// counters.
+    pub fn open<'a>(
+        data_dir: &Path,
+        config: &QueueConfig,
+        sink_names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Queue, QueueError> {
+        let (db, opened) = open::open(&data_dir.join("queue"), config.cache_mb << 20)?;
+        let pending = db.open_tree(PENDING_TREE)?;
+        let dead = db.open_tree(DEAD_TREE)?;
+        let meta = db.open_tree(META_TREE)?;
+        let epoch = match meta.get(EPOCH_KEY)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().unwrap()),
+            _ => {
+                let epoch = fastrand::u64(..);
+                meta.insert(EPOCH_KEY, &epoch.to_be_bytes())?;
+                db.flush()?;
+                epoch
+            }
+        };
+        let sinks: BTreeMap<String, Arc<SinkQueue>> = sink_names
+            .into_iter()
+            .map(|n| (n.to_owned(), Arc::new(SinkQueue::new(n))))
+            .collect();
+        let queue = Queue {
+            committer: GroupCommit::start(db.clone()).map_err(sled::Error::Io)?,
+            db,
+            pending,
+            dead,
+            epoch,
+            max_bytes: config.max_bytes,
+            when_full: config.when_full,
+            sinks,
+            depth: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            admit: Mutex::new(()),
+            opened,
+        };
+        queue.rebuild_counters()?;
+        Ok(queue)
+    }
+
+    /// One pass over the trees: per-sink depth and bytes. Messages for sinks that are no
+    /// longer configured are kept (and counted in the totals) but not delivered.
+    fn rebuild_counters(&self) -> Result<(), QueueError> {
+        let mut orphans: BTreeMap<String, u64> = BTreeMap::new();
+        for entry in self.pending.iter() {
+            let (key, value) = entry?;
+            let size = (key.len() + value.len()) as u64;
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(size, Ordering::Relaxed);
+            match self.sink_of_key(&key) {
+                Some(sink) => {
+                    sink.depth.fetch_add(1, Ordering::Relaxed);
+                    sink.bytes.fetch_add(size, Ordering::Relaxed);
+                }
+                None => *orphans.entry(sink_name_of_key(&key)).or_default() += 1,
+            }
+        }
+        for entry in self.dead.iter() {
+            let (key, _) = entry?;
+            if let Some(sink) = self.sink_of_key(&key) {
+                sink.dead.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        for (sink, count) in orphans {
+            tracing::warn!(
+                sink,
+                count,
+                "queued messages for a sink that is not configured are kept, not delivered"
+            );
+        }
+        Ok(())
+    }
+
+    fn sink_of_key(&self, key: &[u8]) -> Option<&Arc<SinkQueue>> {
+        self.sinks.get(sink_name_of_key(key).as_str())
+    }
+
+    /// How the database was opened (moved aside if corrupt).
+    pub fn opened(&self) -> &Opened {
+        &self.opened
+    }
+
+    /// The FIFO of `sink`.
+    pub fn sink(&self, sink: &str) -> Option<&Arc<SinkQueue>> {
+        self.sinks.get(sink)
+    }
+
+    /// All sink FIFOs.
+    pub fn sinks(&self) -> impl Iterator<Item = &Arc<SinkQueue>> {
+        self.sinks.values()
+    }
+
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            depth: self.depth.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes,
+            flushes: self.committer.flushes(),
+        }
+    }
+
+    /// Writes `messages` in one atomic batch (not yet durable: see [`Queue::commit`]).
+    ///
+    /// Blocking (sled); call it off the reactor. Applies the `when_full` policy.
+    pub fn insert(&self, messages: &[Message]) -> Result<Inserted, QueueError> {
+        let now = now_ms();
+        let mut batch = sled::Batch::default();
+        let mut sizes: Vec<(Arc<SinkQueue>, u64)> = Vec::with_capacity(messages.len());
+        let mut needed = 0u64;
+        for message in messages {
+            let sink = self
+                .sinks
+                .get(message.sink.as_str())
+                .ok_or_else(|| QueueError::UnknownSink(message.sink.to_string()))?;
+            let seq = self.db.generate_id()?;
+            let headers: Vec<(&str, &str)> = message
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let value = EnvelopeRef::V1(RecordRef {
+                id: MessageId {
+                    epoch: self.epoch,
+                    seq,
+                },
+                enqueued_ms: now,
+                content_type: message.effective_content_type(),
+                topic: message.topic.as_deref(),
+                key: message.key.as_deref(),
+                headers: &headers,
+                payload: message.payload(),
+            })
+            .encode();
+            let key = sink.key(seq);
+            let size = (key.len() + value.len()) as u64;
+            needed += size;
+            sizes.push((Arc::clone(sink), size));
+            batch.insert(key, value);
+        }
+
+        let _admit = self.admit.lock().unwrap_or_else(|e| e.into_inner());
+        if needed > self.max_bytes {
+            return Err(QueueError::Full {
+                needed,
+                max: self.max_bytes,
+            });
+        }
+        while self.bytes.load(Ordering::Relaxed) + needed > self.max_bytes {
+            let dropped = match self.when_full {
+                WhenFull::Reject => false,
+                WhenFull::DropOldest => self.drop_oldest()?,
+            };
+            if !dropped {
+                return Err(QueueError::Full {
+                    needed,
+                    max: self.max_bytes,
+                });
+            }
+        }
+        self.pending.apply_batch(batch)?;
+        let mut touched: Vec<Arc<SinkQueue>> = Vec::new();
+        for (sink, size) in sizes {
+            sink.depth.fetch_add(1, Ordering::Relaxed);
+            sink.bytes.fetch_add(size, Ordering::Relaxed);
+            self.depth.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(size, Ordering::Relaxed);
+            if !touched.iter().any(|s| Arc::ptr_eq(s, &sink)) {
+                touched.push(sink);
+            }
+        }
+        Ok(Inserted {
+            sinks: touched,
+            count: messages.len(),
+        })
+    }
+
+    /// Waits until `inserted` is on disk (group commit), then wakes its sinks.
+    pub async fn commit(&self, inserted: Inserted) -> Result<(), QueueError> {
+        self.committer.commit().await.map_err(QueueError::Commit)?;
+        for sink in &inserted.sinks {
+            sink.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest pending message of any sink. Returns false if there is none.
+    fn drop_oldest(&self) -> Result<bool, QueueError> {
+        let mut oldest: Option<(u64, &Arc<SinkQueue>, sled::IVec)> = None;
+        for sink in self.sinks.values() {
+            if let Some(entry) = self.pending.scan_prefix(&sink.prefix).next() {
+                let (key, _) = entry?;
+                let seq = seq_of_key(&key);
+                if oldest.as_ref().is_none_or(|(s, _, _)| seq < *s) {
+                    oldest = Some((seq, sink, key));
+                }
+            }
+        }
+        let Some((_, sink, key)) = oldest else {
+            return Ok(false);
+        };
+        if self.remove(sink, &key)? {
+            sink.dropped_full.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(sink = %sink.name, "queue full: dropped the oldest message");
+        }
+        Ok(true)
+    }
+
+    /// Up to `max` messages from the head of `sink`'s FIFO, oldest first. Blocking.
+    pub fn peek(&self, sink: &SinkQueue, max: usize) -> Result<Vec<StoredMessage>, QueueError> {
+        let mut out = Vec::new();
+        for entry in self.pending.scan_prefix(&sink.prefix).take(max) {
+            let (key, value) = entry?;
+            match Envelope::decode(&value) {
+                Ok(Envelope::V1(record)) => out.push(stored(key, record)),
+                Ok(Envelope::DeadV1(_)) | Err(_) => {
+                    // Unreadable records must not wedge the sink: park them as dead letters.
+                    let message = "record cannot be decoded as a pending message".to_owned();
+                    tracing::error!(sink = %sink.name, key = ?key, "{message}");
+                    self.dead.insert(&key, value)?;
+                    self.remove(sink, &key)?;
+                    sink.dead.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sink acknowledged `message`: delete it. Blocking. Not flushed on its own: a
+    /// crash before the next flush re-delivers it (at-least-once), never loses it.
+    pub fn ack(&self, sink: &SinkQueue, message: &StoredMessage) -> Result<(), QueueError> {
+        self.remove(sink, &message.key)?;
+        Ok(())
+    }
+
+    /// The sink refused `message` for good: move it to the dead-letter tree, atomically.
+    pub fn dead_letter(
+        &self,
+        sink: &SinkQueue,
+        message: &StoredMessage,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let record = Envelope::DeadV1(DeadLetterV1 {
+            reason: reason.to_owned(),
+            failed_ms: now_ms(),
+            record: RecordV1 {
+                id: message.id,
+                enqueued_ms: message.enqueued_ms,
+                content_type: message.content_type.clone(),
+                topic: message.topic.clone(),
+                key: message.key_.clone(),
+                headers: message.headers.clone(),
+                payload: message.payload.to_vec(),
+            },
+        })
+        .encode();
+        use sled::transaction::TransactionError;
+        use sled::Transactional;
+        let removed: Result<Option<sled::IVec>, TransactionError<()>> = (&self.pending, &self.dead)
+            .transaction(|(pending, dead)| {
+                dead.insert(message.key.as_ref(), record.as_slice())?;
+                Ok(pending.remove(message.key.as_ref())?)
+            });
+        let removed = removed.map_err(|e| match e {
+            TransactionError::Storage(e) => QueueError::Storage(e),
+            TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
+        })?;
+        if let Some(old) = removed {
+            self.account_removal(sink, message.key.len() + old.len());
+        }
+        sink.dead.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Dead letters of `sink`, oldest first (for inspection and tests).
+    pub fn dead_letters(
+        &self,
+        sink: &SinkQueue,
+        max: usize,
+    ) -> Result<Vec<DeadLetterV1>, QueueError> {
+        let mut out = Vec::new();
+        for entry in self.dead.scan_prefix(&sink.prefix).take(max) {
+            let (key, value) = entry?;
+            match Envelope::decode(&value) {
+                Ok(Envelope::DeadV1(d)) => out.push(d),
+                Ok(Envelope::V1(record)) => out.push(DeadLetterV1 {
+                    reason: "unreadable".into(),
+                    failed_ms: 0,
+                    record,
+                }),
+                Err(e) => {
+                    return Err(QueueError::CorruptRecord {
+                        key: format!("{key:?}"),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes `key` if present, keeping the counters right. Returns whether it was there.
+    fn remove(&self, sink: &SinkQueue, key: &[u8]) -> Result<bool, QueueError> {
+        match self.pending.remove(key)? {
+            Some(old) => {
+                self.account_removal(sink, key.len() + old.len());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn account_removal(&self, sink: &SinkQueue, size: usize) {
+        let size = size as u64;
+        sink.depth.fetch_sub(1, Ordering::Relaxed);
+        sink.bytes.fetch_sub(size, Ordering::Relaxed);
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(size, Ordering::Relaxed);
+    }
+
+    /// Flushes everything (acks included) to disk. For shutdown. Blocking.
+    pub fn flush_blocking(&self) -> Result<(), QueueError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The database, for the plugins' key-value stores (same file, own trees).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+fn stored(key: sled::IVec, record: RecordV1) -> StoredMessage {
+    StoredMessage {
+        key,
+        id: record.id,
+        enqueued_ms: record.enqueued_ms,
+        content_type: record.content_type,
+        topic: record.topic,
+        key_: record.key,
+        headers: record.headers,
+        payload: Bytes::from(record.payload),
+    }
+}
+
+fn sink_name_of_key(key: &[u8]) -> String {
+    let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
+
+fn seq_of_key(key: &[u8]) -> u64 {
+    key.len()
+        .checked_sub(8)
+        .and_then(|start| key[start..].try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+use super::*;
+use crate::config::QueueConfig;
+
+fn config(max_bytes: u64, when_full: WhenFull) -> QueueConfig {
+    QueueConfig {
+        max_bytes,
+        when_full,
+        cache_mb: 4,
+    }
+}
+
+fn message(sink: &str, body: &str) -> Message {
+    Message::text(sink, body)
+}
+
+fn bodies(queue: &Queue, sink: &str) -> Vec<String> {
+    let sink = queue.sink(sink).unwrap();
+    queue
+        .peek(sink, 1000)
+        .unwrap()
+        .iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn fifo_per_sink_and_ack_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a", "b"]).unwrap();
+    let ins = q
+        .insert(&[message("a", "1"), message("b", "x"), message("a", "2")])
+        .unwrap();
+    q.commit(ins).await.unwrap();
+    let ins = q.insert(&[message("a", "3")]).unwrap();
+    q.commit(ins).await.unwrap();
+    assert_eq!(bodies(&q, "a"), ["1", "2", "3"]);
+    assert_eq!(bodies(&q, "b"), ["x"]);
+    assert_eq!(q.stats().depth, 4);
+
+    let a = q.sink("a").unwrap();
+    let head = q.peek(a, 1).unwrap().remove(0);
+    q.ack(a, &head).unwrap();
+    q.ack(a, &head).unwrap(); // a second ack is harmless
+    assert_eq!(bodies(&q, "a"), ["2", "3"]);
+    assert_eq!(a.depth(), 2);
+    assert_eq!(q.stats().depth, 3);
+}
+
+#[tokio::test]
+async fn unknown_sink_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+    assert!(matches!(
+        q.insert(&[message("zzz", "1")]),
+        Err(QueueError::UnknownSink(s)) if s == "zzz"
+    ));
+}
+
+#[tokio::test]
+async fn survives_reopen_with_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, ids) = {
+        let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+        let ins = q.insert(&[message("a", "1"), message("a", "2")]).unwrap();
+        q.commit(ins).await.unwrap();
+        let ids: Vec<_> = q
+            .peek(q.sink("a").unwrap(), 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        (q.stats().bytes, ids)
+    };
+    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+    assert_eq!(bodies(&q, "a"), ["1", "2"]);
+    assert_eq!(q.stats().depth, 2);
+    assert_eq!(q.stats().bytes, bytes);
+    let again: Vec<_> = q
+        .peek(q.sink("a").unwrap(), 10)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, again, "message ids are stable across restarts");
+    // New messages sort after the old ones.
+    let ins = q.insert(&[message("a", "3")]).unwrap();
+    q.commit(ins).await.unwrap();
+    assert_eq!(bodies(&q, "a"), ["1", "2", "3"]);
+}
+
+#[tokio::test]
+async fn reject_when_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), &config(4096, WhenFull::Reject), ["a"]).unwrap();
+    let big = "x".repeat(1500);
+    let ins = q.insert(&[message("a", &big), message("a", &big)]).unwrap();
+    q.commit(ins).await.unwrap();
+    let err = q.insert(&[message("a", &big)]).err().expect("full");
+    assert!(matches!(err, QueueError::Full { .. }), "{err}");
+    assert_eq!(q.stats().depth, 2, "nothing dropped");
+    assert_eq!(q.sink("a").unwrap().dropped_full(), 0);
+}
+
+#[tokio::test]
+async fn drop_oldest_when_full_counts_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), &config(4096, WhenFull::DropOldest), ["a", "b"]).unwrap();
+    let body = |n: usize| format!("{n}{}", "x".repeat(1000));
+    for (sink, n) in [("a", 1), ("b", 2), ("a", 3)] {
+        let ins = q.insert(&[message(sink, &body(n))]).unwrap();
+        q.commit(ins).await.unwrap();
+    }
+    let ins = q.insert(&[message("b", &body(4))]).unwrap();
+    q.commit(ins).await.unwrap();
+    // The oldest message (a:1) went to make room.
+    assert_eq!(q.sink("a").unwrap().dropped_full(), 1);
+    assert_eq!(bodies(&q, "a"), [body(3)]);
+    assert_eq!(bodies(&q, "b"), [body(2), body(4)]);
+    assert!(q.stats().bytes <= 4096);
+    // A batch larger than the whole queue is refused, not allowed to empty it.
+    assert!(q.insert(&[message("a", &"y".repeat(5000))]).is_err());
+    assert_eq!(q.stats().depth, 3);
+}
+
+#[tokio::test]
+async fn dead_letter_moves_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+    let ins = q
+        .insert(&[message("a", "bad"), message("a", "good")])
+        .unwrap();
+    q.commit(ins).await.unwrap();
+    let a = q.sink("a").unwrap();
+    let head = q.peek(a, 1).unwrap().remove(0);
+    q.dead_letter(a, &head, "400 Bad Request").unwrap();
+    assert_eq!(bodies(&q, "a"), ["good"]);
+    assert_eq!(a.dead_letters(), 1);
+    let dead = q.dead_letters(a, 10).unwrap();
+    assert_eq!(dead[0].reason, "400 Bad Request");
+    assert_eq!(dead[0].record.payload, b"bad");
+    drop(q);
+    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+    assert_eq!(q.sink("a").unwrap().dead_letters(), 1, "rebuilt at start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Arc::new(Queue::open(dir.path(), &config(64 << 20, WhenFull::Reject), ["a"]).unwrap());
+    let before = q.stats().flushes;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let q = Arc::clone(&q);
+            tokio::spawn(async move {
+                let ins = q.insert(&[message("a", &i.to_string())]).unwrap();
+                q.commit(ins).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let flushes = q.stats().flushes - before;
+    assert_eq!(q.stats().depth, 100);
+    assert!(
+        flushes < 100,
+        "100 commits took {flushes} flushes: no grouping"
+    );
+}

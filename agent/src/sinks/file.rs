@@ -1,0 +1,95 @@
+//! File transport: appends one JSON line per message to a local file (archiving, and a
+//! sink that works with no network at all). A message counts as delivered once its line
+//! is written and `fdatasync`ed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::{DeliveryError, Transport};
+use crate::config::FileSinkConfig;
+use crate::queue::StoredMessage;
+
+pub(super) struct FileTransport {
+    path: PathBuf,
+    file: Arc<Mutex<Option<std::fs::File>>>,
+}
+
+/// One NDJSON line. A JSON payload is embedded as JSON, anything else as a string.
+#[derive(Serialize)]
+struct Line<'a> {
+    id: String,
+    enqueued_ms: u64,
+    content_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topic: Option<&'a str>,
+    payload: Payload<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Json(&'a RawValue),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl FileTransport {
+    pub fn new(config: &FileSinkConfig) -> Self {
+        FileTransport {
+            path: config.path.clone(),
+            file: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+fn line(message: &StoredMessage) -> Vec<u8> {
+    let json =
+        message.content_type.starts_with("application/json") && !message.payload.contains(&b'\n');
+    let payload = match json.then(|| serde_json::from_slice::<&RawValue>(&message.payload)) {
+        Some(Ok(raw)) => Payload::Json(raw),
+        _ => Payload::Text(String::from_utf8_lossy(&message.payload)),
+    };
+    let mut out = serde_json::to_vec(&Line {
+        id: message.id.to_string(),
+        enqueued_ms: message.enqueued_ms,
+        content_type: &message.content_type,
+        topic: message.topic.as_deref(),
+        payload,
+    })
+    .expect("serialising to a Vec cannot fail");
+    out.push(b'\n');
+    out
+}
+
+impl Transport for FileTransport {
+    async fn deliver(&self, message: &StoredMessage) -> Result<(), DeliveryError> {
+        let bytes = line(message);
+        let (path, file) = (self.path.clone(), Arc::clone(&self.file));
+        tokio::task::spawn_blocking(move || {
+            let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+            let result = (|| {
+                if guard.is_none() {
+                    *guard = Some(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&path)?,
+                    );
+                }
+                let f = guard.as_mut().expect("just opened");
+                f.write_all(&bytes)?;
+                f.sync_data()
+            })();
+            result.map_err(|e| {
+                // Reopen next time: the file may have been rotated or its disk remounted.
+                *guard = None;
+                DeliveryError::Transient(format!("{}: {e}", path.display()))
+            })
+        })
+        .await
+        .map_err(|e| DeliveryError::Transient(format!("file write task failed: {e}")))?
+    }
+}

@@ -1,0 +1,106 @@
+//! What health and metrics show about a sink.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// Connection state of a sink, as last observed by its delivery loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SinkStatus {
+    /// Nothing delivered or attempted yet.
+    Idle = 0,
+    /// The last attempt reached the remote side.
+    Connected = 1,
+    /// The last attempt failed; the loop is backing off.
+    Disconnected = 2,
+}
+
+impl SinkStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkStatus::Idle => "idle",
+            SinkStatus::Connected => "connected",
+            SinkStatus::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Live state and counters of one sink.
+#[derive(Debug)]
+pub struct SinkState {
+    pub name: String,
+    pub kind: &'static str,
+    status: AtomicU8,
+    delivered: AtomicU64,
+    failures: AtomicU64,
+    dead_lettered: AtomicU64,
+    in_flight: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl SinkState {
+    pub fn new(name: &str, kind: &'static str) -> Self {
+        SinkState {
+            name: name.to_owned(),
+            kind,
+            status: AtomicU8::new(SinkStatus::Idle as u8),
+            delivered: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn status(&self) -> SinkStatus {
+        match self.status.load(Ordering::Relaxed) {
+            1 => SinkStatus::Connected,
+            2 => SinkStatus::Disconnected,
+            _ => SinkStatus::Idle,
+        }
+    }
+
+    pub(super) fn delivered(&self) {
+        self.status
+            .store(SinkStatus::Connected as u8, Ordering::Relaxed);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The remote side answered, but refused the message for good.
+    pub(super) fn refused(&self, reason: &str) {
+        self.status
+            .store(SinkStatus::Connected as u8, Ordering::Relaxed);
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+    }
+
+    pub(super) fn failed(&self, reason: &str) {
+        self.status
+            .store(SinkStatus::Disconnected as u8, Ordering::Relaxed);
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+    }
+
+    pub(super) fn set_in_flight(&self, n: u64) {
+        self.in_flight.store(n, Ordering::Relaxed);
+    }
+
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+    pub fn failures_total(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+    pub fn dead_lettered_total(&self) -> u64 {
+        self.dead_lettered.load(Ordering::Relaxed)
+    }
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

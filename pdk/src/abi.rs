@@ -1,0 +1,75 @@
+//! # The guest ABI
+//!
+//! Language-neutral: any Extism PDK (Rust, Go, JS, Python, C, Zig …) can implement an
+//! Outpost plugin. Everything crossing the boundary is UTF-8 JSON in Extism memory.
+//!
+//! ## Exports
+//!
+//! | export             | input (JSON)                         | output (JSON)          | when |
+//! |--------------------|--------------------------------------|------------------------|------|
+//! | `describe`         | none                                 | [`PluginInfo`]         | once, at load |
+//! | `initialize`       | the plugin's settings table          | empty                  | once, after `describe` |
+//! | `sending_event`    | [`SendingEvent`]                     | [`Output`]             | each ingest request, if declared |
+//! | `monitoring_event` | array of [`Point`]                   | [`Output`]             | each batch of points, if declared |
+//! | `tick`             | none                                 | [`Output`]             | every `timer_ms`, if declared |
+//! | `route`            | [`RouteRequest`]                     | [`RouteResponse`]      | a request to a declared route |
+//! | `finalize`         | none                                 | empty                  | at shutdown (the seed's `close`) |
+//!
+//! `describe` and `initialize` are required; the export of each declared event type is
+//! required (the agent refuses to load a plugin that lacks one). An [`Output`] is
+//! `{"messages": [Message…], "points": [Point…]}`, both optional. A [`Message`] is
+//! `{"sink": "name", "body": {"json": <any JSON>} | {"text": "…"}, "content_type"?,
+//! "topic"?, "key"?, "headers"?: {…}}`.
+//!
+//! ## Errors
+//!
+//! An export fails by returning a non-zero status after setting an error message with
+//! Extism's `error_set` (every PDK has it: `Err` from a Rust `#[plugin_fn]`, a thrown
+//! exception in JS …). The agent names the plugin and the message in its answer, its
+//! log and `/v1/plugins`. A trap, a timeout or running out of memory also fails only
+//! that call; the agent then re-creates the instance.
+//!
+//! ## Host functions (module `extism:host/user`)
+//!
+//! All arguments and results are Extism memory blocks.
+//!
+//! | function            | arguments                  | result |
+//! |---------------------|----------------------------|--------|
+//! | `outpost_log`       | level (`trace`…`error`), message | none |
+//! | `outpost_now_ms`    | none                       | u64, little-endian, Unix ms |
+//! | `outpost_kv_get`    | key                        | `[0]` if absent, `[1, value…]` if present |
+//! | `outpost_kv_set`    | key, value                 | empty on success, else the error text |
+//! | `outpost_kv_delete` | key                        | none |
+//!
+//! ## Sandbox
+//!
+//! Plugins get no filesystem, network or environment unless the agent's config grants
+//! it per plugin (`[plugins.grants.<name>]`); memory and call time are capped.
+//!
+//! [`PluginInfo`]: crate::PluginInfo
+//! [`SendingEvent`]: crate::SendingEvent
+//! [`Output`]: crate::Output
+//! [`Point`]: crate::Point
+//! [`RouteRequest`]: crate::RouteRequest
+//! [`RouteResponse`]: crate::RouteResponse
+//! [`Message`]: crate::Message
+
+/// Export names, shared by the agent and the guest macro.
+pub mod exports {
+    pub const DESCRIBE: &str = "describe";
+    pub const INITIALIZE: &str = "initialize";
+    pub const SENDING_EVENT: &str = "sending_event";
+    pub const MONITORING_EVENT: &str = "monitoring_event";
+    pub const TICK: &str = "tick";
+    pub const ROUTE: &str = "route";
+    pub const FINALIZE: &str = "finalize";
+}
+
+/// Host function names.
+pub mod host_functions {
+    pub const LOG: &str = "outpost_log";
+    pub const NOW_MS: &str = "outpost_now_ms";
+    pub const KV_GET: &str = "outpost_kv_get";
+    pub const KV_SET: &str = "outpost_kv_set";
+    pub const KV_DELETE: &str = "outpost_kv_delete";
+}

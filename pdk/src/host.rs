@@ -1,0 +1,162 @@
+//! Services the agent offers to plugins: logging into the agent's tracing (tagged with
+//! the plugin's name), a clock, and a small persistent key-value store per plugin.
+//!
+//! In a WASM build these call the host functions of the [ABI](crate::abi); in a native
+//! build they call the agent directly through [`crate::native::HostServices`].
+
+use serde::{Deserialize, Serialize};
+
+/// Severity of a plugin log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The level's name, as passed over the ABI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// Parses an ABI level name; unknown names are `Info`.
+    pub fn parse(s: &str) -> LogLevel {
+        match s {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => LogLevel::Info,
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod imports {
+    use extism_pdk::host_fn;
+
+    #[host_fn]
+    extern "ExtismHost" {
+        pub fn outpost_log(level: &str, message: &str);
+        pub fn outpost_now_ms() -> u64;
+        pub fn outpost_kv_get(key: &str) -> Vec<u8>;
+        pub fn outpost_kv_set(key: &str, value: &[u8]) -> String;
+        pub fn outpost_kv_delete(key: &str);
+    }
+}
+
+/// Logging into the agent's log, tagged with the plugin's name.
+pub mod log {
+    use super::LogLevel;
+
+    /// Logs `message` at `level`.
+    pub fn log(level: LogLevel, message: &str) {
+        #[cfg(target_arch = "wasm32")]
+        unsafe {
+            let _ = super::imports::outpost_log(level.as_str(), message);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::native::with_current(
+            |host| host.log(level, message),
+            || eprintln!("[{}] {message}", level.as_str()),
+        );
+    }
+
+    pub fn trace(message: &str) {
+        log(LogLevel::Trace, message)
+    }
+    pub fn debug(message: &str) {
+        log(LogLevel::Debug, message)
+    }
+    pub fn info(message: &str) {
+        log(LogLevel::Info, message)
+    }
+    pub fn warn(message: &str) {
+        log(LogLevel::Warn, message)
+    }
+    pub fn error(message: &str) {
+        log(LogLevel::Error, message)
+    }
+}
+
+/// The agent's wall clock, in milliseconds since the Unix epoch.
+///
+/// WASM plugins have no clock of their own (no WASI), so they ask the host.
+pub fn now_ms() -> i64 {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        imports::outpost_now_ms().map_or(0, |ms| ms as i64)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::native::with_current(|host| host.now_ms(), crate::native::system_now_ms)
+}
+
+/// A small persistent key-value store, private to the plugin and kept across restarts
+/// (in the agent's database). The agent caps its total size per plugin.
+pub mod kv {
+    use crate::{Error, Result};
+
+    /// The value under `key`, if any.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let tagged = unsafe { super::imports::outpost_kv_get(key) }
+                .map_err(|e| Error::msg(format!("kv get: {e}")))?;
+            Ok(match tagged.split_first() {
+                Some((1, value)) => Some(value.to_vec()),
+                _ => None,
+            })
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::native::with_current(
+            |host| Ok(host.kv_get(key)),
+            || Err(Error::msg("kv: no agent to store into")),
+        )
+    }
+
+    /// Stores `value` under `key`. Fails if the plugin's store would exceed its cap.
+    pub fn set(key: &str, value: &[u8]) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let err = unsafe { super::imports::outpost_kv_set(key, value) }
+                .map_err(|e| Error::msg(format!("kv set: {e}")))?;
+            if err.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::msg(err))
+            }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::native::with_current(
+            |host| host.kv_set(key, value).map_err(Error::msg),
+            || Err(Error::msg("kv: no agent to store into")),
+        )
+    }
+
+    /// Removes `key`.
+    pub fn delete(key: &str) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            unsafe { super::imports::outpost_kv_delete(key) }
+                .map_err(|e| Error::msg(format!("kv delete: {e}")))
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::native::with_current(
+            |host| {
+                host.kv_delete(key);
+                Ok(())
+            },
+            || Err(Error::msg("kv: no agent to store into")),
+        )
+    }
+}

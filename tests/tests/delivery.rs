@@ -1,0 +1,434 @@
+//! End to end: the real agent, the built-in `forward` plugin, a real HTTP receiver.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use outpost_tests::agent::Agent;
+use outpost_tests::receiver::Receiver;
+use outpost_tests::{free_port, wait_for};
+use serde_json::json;
+
+const DELIVERY: Duration = Duration::from_secs(60);
+
+fn forward_config(sink_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[agent]
+listen = "{{LISTEN}}"
+data_dir = "{{DATA}}"
+device_id = "cam-01"
+max_body_bytes = 65536
+
+[plugins]
+active = ["forward"]
+
+[plugins.settings.forward]
+sink = "store"
+
+[sinks.store]
+type = "http"
+url = "{sink_url}"
+timeout_ms = 2000
+retry = {{ initial_ms = 50, max_ms = 300 }}
+{extra}
+"#
+    )
+}
+
+fn events_body(request: usize, events: usize) -> serde_json::Value {
+    json!({
+        "handler_id": "handler-1",
+        "account_id": "account-1",
+        "events": (0..events).map(|i| json!({"request": request, "n": i, "label": "face"})).collect::<Vec<_>>(),
+    })
+}
+
+fn post(
+    agent: &Agent,
+    request_id: &str,
+    body: &serde_json::Value,
+) -> outpost_tests::client::Response {
+    agent.request(
+        "POST",
+        "/v1/events",
+        &[
+            ("X-Request-Id", request_id),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn events_arrive_in_seed_shape_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let agent = Agent::start(
+        dir.path(),
+        &forward_config(&receiver.url("/1/buckets/b/objects"), ""),
+    );
+
+    for i in 0..20 {
+        let r = post(&agent, &format!("req-{i:02}"), &events_body(i, 3));
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(
+            r.json(),
+            json!({"request_id": format!("req-{i:02}"), "accepted": 3})
+        );
+    }
+    let got = receiver.wait_accepted(20, DELIVERY);
+    let mut keys = HashSet::new();
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.method, "POST");
+        assert_eq!(m.path, "/1/buckets/b/objects");
+        assert_eq!(m.header("content-type"), Some("application/json"));
+        assert!(keys.insert(
+            m.header("idempotency-key")
+                .expect("idempotency key")
+                .to_owned()
+        ));
+        let body = m.json();
+        let obj = body.as_object().unwrap();
+        let mut fields: Vec<&str> = obj.keys().map(String::as_str).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "Luna-Request-Id",
+                "account_id",
+                "event_create_time",
+                "event_end_time",
+                "events",
+                "handler_id"
+            ]
+        );
+        assert_eq!(body["Luna-Request-Id"], format!("req-{i:02}"), "in order");
+        assert_eq!(body["handler_id"], "handler-1");
+        assert_eq!(body["account_id"], "account-1");
+        assert_eq!(body["events"], events_body(i, 3)["events"]);
+        assert!(body["event_create_time"].as_str().unwrap().ends_with('Z'));
+    }
+    let health = agent.get_json("/v1/health");
+    assert_eq!(health["sinks"]["store"]["state"], "connected");
+    wait_for("empty queue", DELIVERY, || {
+        (agent.get_json("/v1/health")["queue"]["depth"] == 0).then_some(())
+    });
+}
+
+#[test]
+fn offline_backlog_survives_kill_9_and_arrives_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/ingest");
+    let mut agent = Agent::start(dir.path(), &forward_config(&url, ""));
+
+    for i in 0..50 {
+        let r = post(&agent, &format!("off-{i:02}"), &events_body(i, 2));
+        assert_eq!(
+            r.status,
+            202,
+            "accepted while the receiver is down: {}",
+            r.text()
+        );
+    }
+    let health = wait_for("a failed delivery attempt", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sinks"]["store"]["state"] == "disconnected").then_some(h)
+    });
+    assert_eq!(health["sinks"]["store"]["backlog"], 50);
+    assert!(health["sinks"]["store"]["last_error"].as_str().is_some());
+
+    agent.kill9();
+    let receiver = Receiver::start_on(port, |_| 200);
+    agent.restart();
+    let got = receiver.wait_accepted(50, DELIVERY);
+    let ids: Vec<String> = got
+        .iter()
+        .map(|m| m.json()["Luna-Request-Id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..50).map(|i| format!("off-{i:02}")).collect();
+    assert_eq!(ids[..50], expected[..], "all of them, in order");
+    wait_for("empty queue", DELIVERY, || {
+        (agent.get_json("/v1/health")["queue"]["depth"] == 0).then_some(())
+    });
+}
+
+#[test]
+fn bad_input_gets_a_4xx_with_a_json_error_and_the_agent_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let agent = Agent::start(dir.path(), &forward_config(&receiver.url("/in"), ""));
+
+    let cases: Vec<(&[u8], u16, &str, &str)> = vec![
+        (
+            b"{\"handler_id\": \"h\", \"account_id\": ",
+            400,
+            "malformed_json",
+            "line 1",
+        ),
+        (b"not json at all", 400, "malformed_json", "JSON"),
+        (
+            br#"{"handler_id": 7, "account_id": "a", "events": [{}]}"#,
+            400,
+            "invalid_body",
+            "handler_id",
+        ),
+        (
+            br#"{"handler_id": "h", "account_id": "a", "events": {"a": 1}}"#,
+            400,
+            "invalid_body",
+            "events",
+        ),
+        (
+            br#"{"handler_id": "h", "account_id": "a"}"#,
+            400,
+            "invalid_body",
+            "events",
+        ),
+        (
+            br#"{"handler_id": "h", "account_id": "a", "events": []}"#,
+            400,
+            "invalid_body",
+            "empty",
+        ),
+    ];
+    for (body, status, code, hint) in cases {
+        let r = agent.request("POST", "/v1/events", &[], body);
+        assert_eq!(
+            r.status,
+            status,
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            r.text()
+        );
+        let e = r.json();
+        assert_eq!(e["error"]["code"], code, "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(hint),
+            "{e}"
+        );
+    }
+    let oversized = events_body(0, 1)
+        .to_string()
+        .replace("face", &"x".repeat(70_000));
+    let r = agent.request("POST", "/v1/events", &[], oversized.as_bytes());
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "body_too_large");
+
+    let r = agent.request("GET", "/nope", &[], b"");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "not_found");
+    let r = agent.request("GET", "/v1/events", &[], b"");
+    assert_eq!(r.status, 405);
+
+    let r = post(&agent, "after-bad", &events_body(1, 1));
+    assert_eq!(r.status, 202, "still serving: {}", r.text());
+    let got = receiver.wait_accepted(1, DELIVERY);
+    assert_eq!(got.len(), 1, "nothing from the bad requests was queued");
+    assert_eq!(got[0].json()["Luna-Request-Id"], "after-bad");
+    assert_eq!(
+        agent.metric("outpost_http_requests_total{status=\"400\"}"),
+        Some(6.0)
+    );
+}
+
+fn filler(i: usize) -> serde_json::Value {
+    json!({"handler_id": "h", "account_id": "a", "events": [{"i": i, "pad": "p".repeat(1000)}]})
+}
+
+#[test]
+fn full_queue_rejects_with_507_under_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/down", free_port());
+    let agent = Agent::start(
+        dir.path(),
+        &forward_config(&url, "[queue]\nmax_bytes = 8192\nwhen_full = \"reject\"\n"),
+    );
+    let mut accepted = 0;
+    let mut rejected = None;
+    for i in 0..20 {
+        let r = post(&agent, &format!("f-{i}"), &filler(i));
+        match r.status {
+            202 => accepted += 1,
+            507 => {
+                rejected = Some(r);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    let r = rejected.expect("the queue filled up");
+    assert!(accepted >= 3, "accepted {accepted} before full");
+    assert_eq!(r.json()["error"]["code"], "queue_full");
+    let h = agent.get_json("/v1/health");
+    assert_eq!(
+        h["queue"]["depth"], accepted,
+        "nothing dropped, nothing extra"
+    );
+    assert_eq!(h["sinks"]["store"]["dropped_queue_full"], 0);
+    assert_eq!(
+        agent.metric("outpost_http_requests_total{status=\"507\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn full_queue_drops_oldest_under_drop_oldest_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/in");
+    let mut agent = Agent::start(
+        dir.path(),
+        &forward_config(
+            &url,
+            "[queue]\nmax_bytes = 8192\nwhen_full = \"drop_oldest\"\n",
+        ),
+    );
+    for i in 0..20 {
+        let r = post(&agent, &format!("d-{i:02}"), &filler(i));
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let dropped = agent
+        .metric("outpost_sink_dropped_total{sink=\"store\"}")
+        .expect("dropped counter");
+    assert!(dropped >= 10.0, "dropped {dropped}");
+    let h = agent.get_json("/v1/health");
+    assert_eq!(
+        h["sinks"]["store"]["dropped_queue_full"].as_f64(),
+        Some(dropped)
+    );
+    let depth = h["queue"]["depth"].as_u64().unwrap();
+    assert_eq!(depth + dropped as u64, 20);
+
+    agent.kill9();
+    let receiver = Receiver::start_on(port, |_| 200);
+    agent.restart();
+    let got = receiver.wait_accepted(depth as usize, DELIVERY);
+    let ids: Vec<String> = got
+        .iter()
+        .map(|m| m.json()["Luna-Request-Id"].as_str().unwrap().to_owned())
+        .collect();
+    let newest: Vec<String> = (20 - depth as usize..20)
+        .map(|i| format!("d-{i:02}"))
+        .collect();
+    assert_eq!(ids, newest, "the oldest went, the newest stayed");
+}
+
+#[test]
+fn refused_message_is_dead_lettered_while_others_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start_on(0, |r| {
+        if r.text().contains("poison") {
+            400
+        } else {
+            201
+        }
+    });
+    let agent = Agent::start(dir.path(), &forward_config(&receiver.url("/in"), ""));
+    for (id, label) in [("ok-1", "fine"), ("bad", "poison"), ("ok-2", "fine")] {
+        let body = json!({"handler_id": "h", "account_id": "a", "events": [{"label": label}]});
+        assert_eq!(post(&agent, id, &body).status, 202);
+    }
+    let got = receiver.wait_accepted(2, DELIVERY);
+    let ids: Vec<String> = got
+        .iter()
+        .map(|m| m.json()["Luna-Request-Id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["ok-1", "ok-2"]);
+    let h = wait_for("dead letter counted", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sinks"]["store"]["dead_letters"] == 1).then_some(h)
+    });
+    assert!(h["sinks"]["store"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("400"));
+    assert_eq!(h["queue"]["depth"], 0);
+    let attempts = receiver
+        .all()
+        .iter()
+        .filter(|r| r.text().contains("poison"))
+        .count();
+    assert_eq!(attempts, 1, "a permanent refusal is not retried");
+}
+
+#[test]
+fn server_errors_are_retried_with_the_same_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let receiver = Receiver::start_on(0, move |_| {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+            503
+        } else {
+            200
+        }
+    });
+    let agent = Agent::start(dir.path(), &forward_config(&receiver.url("/in"), ""));
+    assert_eq!(post(&agent, "retry-me", &events_body(0, 1)).status, 202);
+    receiver.wait_accepted(1, DELIVERY);
+    let all = receiver.all();
+    assert_eq!(all.len(), 4, "three 503s, then success");
+    let keys: HashSet<_> = all
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 1, "one message, one key");
+    assert!(
+        agent
+            .metric("outpost_sink_failures_total{sink=\"store\"}")
+            .unwrap()
+            >= 3.0
+    );
+}
+
+#[test]
+fn bearer_token_guards_every_route_but_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let config = forward_config(&receiver.url("/in"), "").replace(
+        "max_body_bytes = 65536",
+        "max_body_bytes = 65536\nauth_token = \"s3cret\"",
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let body = events_body(0, 1).to_string();
+    let r = agent.request("POST", "/v1/events", &[], body.as_bytes());
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["code"], "unauthorized");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let r = agent.request(
+        "POST",
+        "/v1/events",
+        &[("Authorization", "Bearer wrong")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(agent.request("GET", "/metrics", &[], b"").status, 401);
+    assert_eq!(agent.request("GET", "/v1/health", &[], b"").status, 200);
+    let r = agent.request(
+        "POST",
+        "/v1/events",
+        &[("Authorization", "Bearer s3cret")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    receiver.wait_accepted(1, DELIVERY);
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_keeps_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/down", free_port());
+    let mut agent = Agent::start(dir.path(), &forward_config(&url, ""));
+    for i in 0..5 {
+        assert_eq!(
+            post(&agent, &format!("t-{i}"), &events_body(i, 1)).status,
+            202
+        );
+    }
+    let status = agent.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", agent.log());
+    assert!(agent.log().contains("queue flushed"), "{}", agent.log());
+    agent.restart();
+    assert_eq!(agent.get_json("/v1/health")["queue"]["depth"], 5);
+}

@@ -1,0 +1,75 @@
+//! The hybrid build: one plugin source, built as `.wasm` and linked natively, gives
+//! byte-identical messages.
+
+use std::sync::Arc;
+
+use outpost::config::Config;
+use outpost::monitoring::PointBuffer;
+use outpost::plugin::{PluginHost, PluginKind, SendingInput};
+use outpost_pdk::{Event, SendingEvent};
+
+fn host(plugins_dir: &std::path::Path, data: &std::path::Path) -> PluginHost {
+    let text = format!(
+        r#"
+[agent]
+data_dir = "{}"
+[plugins]
+dir = "{}"
+active = ["event_sending_plugin_example"]
+[plugins.settings.event_sending_plugin_example]
+sink = "store"
+[sinks.store]
+type = "http"
+url = "http://127.0.0.1:9/x"
+"#,
+        data.display(),
+        plugins_dir.display()
+    );
+    let config = Config::parse(&data.join("outpost.toml"), &text).unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    PluginHost::load(&config, &db, Arc::new(PointBuffer::new("t", 10))).unwrap()
+}
+
+#[test]
+fn wasm_and_native_builds_give_byte_identical_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let no_wasm = tempfile::tempdir().unwrap();
+    let wasm = host(&outpost_tests::plugins_dir(), data.path());
+    let native = host(no_wasm.path(), data.path());
+    assert_eq!(wasm.plugins()[0].kind(), PluginKind::Wasm);
+    assert_eq!(native.plugins()[0].kind(), PluginKind::Native);
+
+    let event = SendingEvent {
+        handler_id: "h-1".into(),
+        account_id: "a-1".into(),
+        request_id: "r-1".into(),
+        event_create_time: "2026-11-28T00:00:00.000Z".into(),
+        event_end_time: "2026-11-28T00:00:01.000Z".into(),
+        events: vec![
+            Event(
+                serde_json::value::RawValue::from_string(
+                    r#"{"b": 1, "a": [1.5, "x\u00e9"]}"#.into(),
+                )
+                .unwrap(),
+            ),
+            Event(serde_json::value::RawValue::from_string("{}".into()).unwrap()),
+        ],
+    };
+    let input = SendingInput::new(event);
+    let from_wasm = wasm.sending_event(&input).unwrap();
+    let from_native = native.sending_event(&input).unwrap();
+    assert_eq!(from_wasm.len(), 1);
+    assert_eq!(from_native.len(), 1);
+    assert_eq!(from_wasm[0].sink, from_native[0].sink);
+    assert_eq!(from_wasm[0].payload(), from_native[0].payload());
+    assert_eq!(
+        from_wasm[0].effective_content_type(),
+        from_native[0].effective_content_type()
+    );
+    let text = std::str::from_utf8(from_wasm[0].payload()).unwrap();
+    assert!(text.contains(r#""Luna-Request-Id":"r-1""#), "{text}");
+    assert!(
+        text.contains(r#"{"b": 1, "a": [1.5, "x\u00e9"]}"#),
+        "events kept verbatim: {text}"
+    );
+}
