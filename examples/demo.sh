@@ -16,10 +16,11 @@ out=data/demo
 
 echo "== building the example plugins (wasm32) and the agent"
 cargo build --quiet --profile plugin --target wasm32-unknown-unknown \
-    -p event_sending_plugin_example -p request_monitoring_plugin
+    -p event_sending_plugin_example -p request_monitoring_plugin -p teapot_plugin
 mkdir -p target/plugins
-cp target/wasm32-unknown-unknown/plugin/event_sending_plugin_example.wasm \
-   target/wasm32-unknown-unknown/plugin/request_monitoring_plugin.wasm target/plugins/
+for p in event_sending_plugin_example request_monitoring_plugin teapot_plugin; do
+    cp "target/wasm32-unknown-unknown/plugin/$p.wasm" target/plugins/
+done
 cargo build --quiet -p outpost
 bin=target/debug/outpost
 
@@ -48,6 +49,7 @@ if $once; then
     echo "== $out/events.ndjson"; tail -n 3 "$out/events.ndjson"
     echo "== $out/monitoring.ndjson"; tail -n 1 "$out/monitoring.ndjson"
     echo "== GET /v1/health"; curl -s "http://$listen/v1/health"; echo
+    echo "== GET /v1/plugins/teapot_plugin/teapot"; curl -si "http://$listen/v1/plugins/teapot_plugin/teapot" | sed -n '1p;$p'; echo
     exit 0
 fi
 

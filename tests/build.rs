@@ -8,6 +8,8 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str)] = &[
     ("event_sending_plugin_example", "wasm32-unknown-unknown"),
     ("request_monitoring_plugin", "wasm32-unknown-unknown"),
+    ("teapot_plugin", "wasm32-unknown-unknown"),
+    ("monitoring_batcher", "wasm32-unknown-unknown"),
     // wasip1: it must be able to try the filesystem, to prove the sandbox stops it.
     ("faulty_plugin", "wasm32-wasip1"),
 ];

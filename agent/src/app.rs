@@ -12,10 +12,11 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::ingest::{self, Metrics, State};
 use crate::monitoring::PointBuffer;
-use crate::pipeline::{run_monitoring_flusher, Pipeline};
-use crate::plugin::{LoadError, PluginHost};
+use crate::pipeline::{run_monitoring_flusher, start_timers, Pipeline};
+use crate::plugin::{AgentStatsFn, LoadError, PluginHost};
 use crate::queue::Queue;
 use crate::sinks::Sinks;
+use outpost_pdk::AgentStats;
 
 /// Monitoring points held between flushes before new ones are dropped (and counted).
 const POINT_BUFFER: usize = 100_000;
@@ -43,7 +44,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(depth = stats.depth, bytes = stats.bytes, "queue opened");
 
     let points = Arc::new(PointBuffer::new(&config.agent.service_name, POINT_BUFFER));
-    let plugins = Arc::new(PluginHost::load(&config, queue.db(), Arc::clone(&points))?);
+    let stats: AgentStatsFn = {
+        let (queue, device_id) = (Arc::clone(&queue), config.agent.device_id.clone());
+        let data_dir = config.agent.data_dir.display().to_string();
+        Arc::new(move || {
+            let q = queue.stats();
+            AgentStats {
+                device_id: device_id.clone(),
+                data_dir: data_dir.clone(),
+                queue_depth: q.depth,
+                queue_bytes: q.bytes,
+            }
+        })
+    };
+    let plugins = Arc::new(PluginHost::load(
+        &config,
+        queue.db(),
+        Arc::clone(&points),
+        stats,
+    )?);
     let sinks = Sinks::start(&config, &queue, &stopped)?;
 
     let addr = config.agent.listen_addr();
@@ -76,6 +95,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.agent.header_read_timeout_ms),
         stopped.clone(),
     ));
+    let timers = start_timers(&plugins, &queue, &stopped);
     let flusher = tokio::spawn(run_monitoring_flusher(
         points,
         Arc::clone(&plugins),
@@ -88,6 +108,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new requests; finishing in-flight ones");
     let _ = stop.send(true);
     let _ = server.await;
+    for timer in timers {
+        let _ = timer.await;
+    }
     let _ = flusher.await;
     sinks.join().await;
     let (p, q) = (Arc::clone(&plugins), Arc::clone(&queue));
@@ -106,7 +129,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 pub fn check(config: &Config) -> Result<Vec<String>, LoadError> {
     let db = sled::Config::new().temporary(true).open()?;
     let points = Arc::new(PointBuffer::new(&config.agent.service_name, 1));
-    let host = PluginHost::load(config, &db, points)?;
+    let host = PluginHost::load(config, &db, points, Arc::new(AgentStats::default))?;
     Ok(host
         .plugins()
         .iter()

@@ -8,16 +8,18 @@
 //! | export             | input (JSON)                         | output (JSON)          | when |
 //! |--------------------|--------------------------------------|------------------------|------|
 //! | `describe`         | none                                 | [`PluginInfo`]         | once, at load |
-//! | `initialize`       | the plugin's settings table          | empty                  | once, after `describe` |
+//! | `initialize`       | the plugin's settings table          | empty or [`Initialized`] | once, after `describe` |
 //! | `sending_event`    | [`SendingEvent`]                     | [`Output`]             | each ingest request, if declared |
 //! | `monitoring_event` | array of [`Point`]                   | [`Output`]             | each batch of points, if declared |
 //! | `tick`             | none                                 | [`Output`]             | every `timer_ms`, if declared |
 //! | `route`            | [`RouteRequest`]                     | [`RouteResponse`]      | a request to a declared route |
+//! | `on_message`       | [`SourceMessage`]                    | [`Output`]             | a message from a data source, if declared |
 //! | `finalize`         | none                                 | empty                  | at shutdown (the seed's `close`) |
 //!
 //! `describe` and `initialize` are required; the export of each declared event type is
 //! required (the agent refuses to load a plugin that lacks one). An [`Output`] is
-//! `{"messages": [Message…], "points": [Point…]}`, both optional. A [`Message`] is
+//! `{"messages": [Message…], "points": [Point…]}`, both optional; points returned by
+//! any call go to the `monitoring_event` plugins. A [`Message`] is
 //! `{"sink": "name", "body": {"json": <any JSON>} | {"text": "…"}, "content_type"?,
 //! "topic"?, "key"?, "headers"?: {…}}`.
 //!
@@ -40,11 +42,12 @@
 //! | `outpost_kv_get`    | key                        | `[0]` if absent, `[1, value…]` if present |
 //! | `outpost_kv_set`    | key, value                 | empty on success, else the error text |
 //! | `outpost_kv_delete` | key                        | none |
+//! | `outpost_agent_stats` | none                     | JSON [`AgentStats`] |
 //!
 //! ## Sandbox
 //!
 //! Plugins get no filesystem, network or environment unless the agent's config grants
-//! it per plugin (`[plugins.grants.<name>]`); memory and call time are capped.
+//! it per plugin (`[plugins.sandbox.<name>]`); memory and call time are capped.
 //!
 //! [`PluginInfo`]: crate::PluginInfo
 //! [`SendingEvent`]: crate::SendingEvent
@@ -53,6 +56,9 @@
 //! [`RouteRequest`]: crate::RouteRequest
 //! [`RouteResponse`]: crate::RouteResponse
 //! [`Message`]: crate::Message
+//! [`Initialized`]: crate::Initialized
+//! [`SourceMessage`]: crate::SourceMessage
+//! [`AgentStats`]: crate::AgentStats
 
 /// Export names, shared by the agent and the guest macro.
 pub mod exports {
@@ -62,6 +68,7 @@ pub mod exports {
     pub const MONITORING_EVENT: &str = "monitoring_event";
     pub const TICK: &str = "tick";
     pub const ROUTE: &str = "route";
+    pub const ON_MESSAGE: &str = "on_message";
     pub const FINALIZE: &str = "finalize";
 }
 
@@ -72,4 +79,5 @@ pub mod host_functions {
     pub const KV_GET: &str = "outpost_kv_get";
     pub const KV_SET: &str = "outpost_kv_set";
     pub const KV_DELETE: &str = "outpost_kv_delete";
+    pub const AGENT_STATS: &str = "outpost_agent_stats";
 }

@@ -71,8 +71,11 @@ macro_rules! register_plugin {
                 rt::run(|input| {
                     let config: $crate::Config = rt::from_json(input)?;
                     let plugin = <$plugin as $crate::Plugin>::initialize(config)?;
+                    let initialized = $crate::Initialized {
+                        timer_ms: $crate::Plugin::timer_ms(&plugin),
+                    };
                     STATE.with(|state| *state.borrow_mut() = Some(plugin));
-                    Ok(::std::vec::Vec::new())
+                    rt::to_json(&initialized)
                 })
             }
 
@@ -104,6 +107,14 @@ macro_rules! register_plugin {
                 rt::run(|input| {
                     let request: $crate::RouteRequest = rt::from_json(input)?;
                     rt::to_json(&with_state(|p| $crate::Plugin::route(p, &request))?)
+                })
+            }
+
+            #[no_mangle]
+            pub extern "C" fn on_message() -> i32 {
+                rt::run(|input| {
+                    let message: $crate::SourceMessage = rt::from_json(input)?;
+                    rt::to_json(&with_state(|p| $crate::Plugin::on_message(p, &message))?)
                 })
             }
 

@@ -52,6 +52,7 @@ mod imports {
         pub fn outpost_kv_get(key: &str) -> Vec<u8>;
         pub fn outpost_kv_set(key: &str, value: &[u8]) -> String;
         pub fn outpost_kv_delete(key: &str);
+        pub fn outpost_agent_stats() -> Vec<u8>;
     }
 }
 
@@ -99,6 +100,19 @@ pub fn now_ms() -> i64 {
     }
     #[cfg(not(target_arch = "wasm32"))]
     crate::native::with_current(|host| host.now_ms(), crate::native::system_now_ms)
+}
+
+/// Figures about the agent (queue depth, data dir, device id).
+pub fn agent_stats() -> crate::AgentStats {
+    #[cfg(target_arch = "wasm32")]
+    {
+        unsafe { imports::outpost_agent_stats() }
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .unwrap_or_default()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::native::with_current(|host| host.agent_stats(), crate::AgentStats::default)
 }
 
 /// A small persistent key-value store, private to the plugin and kept across restarts

@@ -44,7 +44,7 @@ pub mod export;
 pub mod native;
 
 pub use error::{Error, Result};
-pub use host::{kv, log};
+pub use host::{agent_stats, kv, log};
 pub use plugin::Plugin;
 pub use types::*;
 
@@ -62,6 +62,6 @@ pub mod prelude {
     pub use crate::{
         register_plugin, Config, Error, Event, EventType, FieldValue, Message, Output, Plugin,
         PluginInfo, Point, Result, RouteRequest, RouteResponse, RouteSpec, SeedMessage,
-        SendingEvent, SinkName,
+        SendingEvent, SinkName, SourceMessage,
     };
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::host::LogLevel;
 use crate::{
-    Config, Output, Plugin, PluginInfo, Point, Result, RouteRequest, RouteResponse, SendingEvent,
+    AgentStats, Config, Output, Plugin, PluginInfo, Point, Result, RouteRequest, RouteResponse,
+    SendingEvent, SourceMessage,
 };
 
 /// What the agent provides to a native plugin (the host functions of the WASM ABI).
@@ -17,6 +18,7 @@ pub trait HostServices: Send + Sync {
     fn kv_get(&self, key: &str) -> Option<Vec<u8>>;
     fn kv_set(&self, key: &str, value: &[u8]) -> std::result::Result<(), String>;
     fn kv_delete(&self, key: &str);
+    fn agent_stats(&self) -> AgentStats;
 }
 
 thread_local! {
@@ -61,6 +63,8 @@ pub trait NativeGuest: Send {
     fn monitoring_event(&mut self, points: &[Point]) -> Result<Output>;
     fn tick(&mut self) -> Result<Output>;
     fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse>;
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output>;
+    fn timer_ms(&self) -> Option<u64>;
     fn close(&mut self);
 }
 
@@ -76,6 +80,12 @@ impl<T: Plugin> NativeGuest for T {
     }
     fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse> {
         Plugin::route(self, request)
+    }
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output> {
+        Plugin::on_message(self, message)
+    }
+    fn timer_ms(&self) -> Option<u64> {
+        Plugin::timer_ms(self)
     }
     fn close(&mut self) {
         Plugin::close(self)

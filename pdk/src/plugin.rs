@@ -1,5 +1,6 @@
 use crate::{
     Config, Error, Output, PluginInfo, Point, Result, RouteRequest, RouteResponse, SendingEvent,
+    SourceMessage,
 };
 
 /// The interface every Outpost plugin implements, WASM or native.
@@ -38,6 +39,17 @@ pub trait Plugin: Sized + Send + 'static {
     fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse> {
         let _ = request;
         Err(not_declared("route"))
+    }
+
+    /// A message from a data source (plugins that declared `takes_messages`).
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output> {
+        let _ = message;
+        Err(not_declared("on_message"))
+    }
+
+    /// The timer interval the settings chose, if any; overrides the declared one.
+    fn timer_ms(&self) -> Option<u64> {
+        None
     }
 
     /// The agent is stopping: flush what must not be lost into the key-value store.

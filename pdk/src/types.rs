@@ -345,6 +345,51 @@ pub struct RouteResponse {
     pub body: String,
 }
 
+/// A message from a data source (e.g. an MQTT subscription) handed to a background
+/// plugin's `on_message`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceMessage {
+    /// The `[sources.<name>]` it came from.
+    pub source: String,
+    /// Topic (MQTT) or other address within the source.
+    #[serde(default)]
+    pub topic: String,
+    /// The payload, as text (lossy for binary payloads).
+    #[serde(default)]
+    pub payload: String,
+}
+
+/// Figures about the agent that plugins may report (device monitoring).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentStats {
+    pub device_id: String,
+    /// The agent's data directory (whose filesystem a monitor should watch).
+    pub data_dir: String,
+    pub queue_depth: u64,
+    pub queue_bytes: u64,
+}
+
+/// What `initialize` tells the agent back: settings may refine the declaration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Initialized {
+    /// Timer interval chosen by the settings (overrides `PluginInfo::timer_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_ms: Option<u64>,
+}
+
+impl RouteResponse {
+    /// A plain-text response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        let mut headers = BTreeMap::new();
+        headers.insert("content-type".to_owned(), "text/plain".to_owned());
+        RouteResponse {
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+}
+
 /// What a plugin says about itself; the agent reads it once, at load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInfo {
@@ -357,6 +402,9 @@ pub struct PluginInfo {
     /// Interval of the `tick` export, for timer plugins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timer_ms: Option<u64>,
+    /// Whether the plugin takes messages from data sources (`on_message`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_message: bool,
 }
 
 impl PluginInfo {
@@ -368,6 +416,7 @@ impl PluginInfo {
             event_types: Vec::new(),
             routes: Vec::new(),
             timer_ms: None,
+            on_message: false,
         }
     }
 
@@ -391,6 +440,12 @@ impl PluginInfo {
         self.timer_ms = Some(interval_ms);
         self
     }
+
+    /// Declares that the plugin takes messages from data sources.
+    pub fn takes_messages(mut self) -> Self {
+        self.on_message = true;
+        self
+    }
 }
 
 /// The plugin's `[plugins.settings.<name>]` table, as JSON.
@@ -412,6 +467,15 @@ impl Config {
                 "setting `{key}` must be a string, got {other}"
             ))),
             None => Err(Error::msg(format!("missing setting `{key}`"))),
+        }
+    }
+
+    /// An optional setting, deserialised; `default` if absent.
+    pub fn get_or<T: serde::de::DeserializeOwned>(&self, key: &str, default: T) -> Result<T> {
+        match self.0.get(key) {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| Error::msg(format!("setting `{key}`: {e}"))),
+            None => Ok(default),
         }
     }
 

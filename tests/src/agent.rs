@@ -53,6 +53,12 @@ impl Agent {
         Self::spawn_with(dir, path, addr)
     }
 
+    /// Replaces the config file (placeholders as in [`Agent::start`]); takes effect at the
+    /// next [`Agent::restart`].
+    pub fn rewrite_config(&self, config: &str) {
+        write_config(&self.dir, config, self.addr);
+    }
+
     /// Starts the agent again on the same dir and config (after a kill).
     pub fn restart(&mut self) {
         self.kill9();

@@ -9,14 +9,18 @@ use outpost::plugin::{PluginHost, PluginKind, SendingInput};
 use outpost_pdk::{Event, SendingEvent};
 
 fn host(plugins_dir: &std::path::Path, data: &std::path::Path) -> PluginHost {
+    host_of("event_sending_plugin_example", plugins_dir, data)
+}
+
+fn host_of(plugin: &str, plugins_dir: &std::path::Path, data: &std::path::Path) -> PluginHost {
     let text = format!(
         r#"
 [agent]
 data_dir = "{}"
 [plugins]
 dir = "{}"
-active = ["event_sending_plugin_example"]
-[plugins.settings.event_sending_plugin_example]
+active = ["{plugin}"]
+[plugins.settings.{plugin}]
 sink = "store"
 [sinks.store]
 type = "http"
@@ -27,7 +31,13 @@ url = "http://127.0.0.1:9/x"
     );
     let config = Config::parse(&data.join("outpost.toml"), &text).unwrap();
     let db = sled::Config::new().temporary(true).open().unwrap();
-    PluginHost::load(&config, &db, Arc::new(PointBuffer::new("t", 10))).unwrap()
+    PluginHost::load(
+        &config,
+        &db,
+        Arc::new(PointBuffer::new("t", 10)),
+        Arc::new(outpost_pdk::AgentStats::default),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -72,4 +82,21 @@ fn wasm_and_native_builds_give_byte_identical_messages() {
         text.contains(r#"{"b": 1, "a": [1.5, "x\u00e9"]}"#),
         "events kept verbatim: {text}"
     );
+}
+
+#[test]
+fn source_messages_reach_a_wasm_plugins_on_message() {
+    let data = tempfile::tempdir().unwrap();
+    let host = host_of("faulty_plugin", &outpost_tests::plugins_dir(), data.path());
+    assert!(host.plugins()[0].info().on_message);
+    let message = outpost_pdk::SourceMessage {
+        source: "broker".into(),
+        topic: "sensors/door".into(),
+        payload: "opened".into(),
+    };
+    let out = host.on_message("faulty_plugin", &message).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload(), b"opened");
+    assert_eq!(out[0].topic.as_deref(), Some("sensors/door"));
+    assert!(host.on_message("nobody", &message).is_err());
 }

@@ -88,7 +88,7 @@ pub fn plugins(state: &State) -> Response<Body> {
                     "method": r.method,
                     "path": format!("/v1/plugins/{}/{}", p.name, r.path),
                 })).collect::<Vec<_>>(),
-                "timer_ms": info.timer_ms,
+                "timer_ms": p.timer().map(|t| t.as_millis() as u64),
                 "instances": p.instances(),
                 "calls": p.stats.calls.load(Relaxed),
                 "failures": p.stats.failures.load(Relaxed),

@@ -3,12 +3,14 @@
 //! thread; only the wait for the commit is async.
 
 mod monitoring;
+mod timers;
 
 use std::sync::Arc;
 
 use outpost_pdk::SendingEvent;
 
 pub use monitoring::run_monitoring_flusher;
+pub use timers::start_timers;
 
 use crate::plugin::{PluginError, PluginHost, SendingInput};
 use crate::queue::{Queue, QueueError};

@@ -2,7 +2,9 @@
 
 use std::sync::OnceLock;
 
-use outpost_pdk::{Output, PluginInfo, Point, RouteRequest, RouteResponse, SendingEvent};
+use outpost_pdk::{
+    Output, PluginInfo, Point, RouteRequest, RouteResponse, SendingEvent, SourceMessage,
+};
 
 /// Where a plugin's code comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,9 @@ pub trait PluginInstance: Send {
     fn monitoring_event(&mut self, points: &[Point]) -> Result<Output, CallError>;
     fn tick(&mut self) -> Result<Output, CallError>;
     fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse, CallError>;
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output, CallError>;
+    /// The timer interval the plugin's settings chose at `initialize`, if any.
+    fn timer_ms(&self) -> Option<u64>;
     /// The seed's `close`: the agent is stopping.
     fn close(&mut self);
 }

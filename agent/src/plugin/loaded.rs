@@ -54,6 +54,7 @@ pub struct LoadedPlugin {
     factory: Box<dyn InstanceFactory>,
     slots: Vec<Slot>,
     next: AtomicUsize,
+    timer: Option<Duration>,
     pub stats: PluginStats,
 }
 
@@ -70,6 +71,10 @@ impl LoadedPlugin {
             plugin: name.to_owned(),
             error,
         })?;
+        let timer = first
+            .timer_ms()
+            .or(factory.info().timer_ms)
+            .map(|ms| Duration::from_millis(ms.max(1)));
         let slots: Vec<Slot> = std::iter::once(Mutex::new(Some(first)))
             .chain((1..instances.max(1)).map(|_| Mutex::new(None)))
             .collect();
@@ -79,6 +84,7 @@ impl LoadedPlugin {
             factory,
             slots,
             next: AtomicUsize::new(0),
+            timer,
             stats: PluginStats::default(),
         })
     }
@@ -89,6 +95,11 @@ impl LoadedPlugin {
 
     pub fn info(&self) -> &PluginInfo {
         self.factory.info()
+    }
+
+    /// How often `tick` runs: the interval chosen by the settings, else the declared one.
+    pub fn timer(&self) -> Option<Duration> {
+        self.timer
     }
 
     pub fn instances(&self) -> usize {

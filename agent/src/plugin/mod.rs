@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use outpost_pdk::{EventType, Message, Output, Point};
+use outpost_pdk::{EventType, Message, Output, Point, SourceMessage};
 
 pub use instance::{CallError, FaultKind, PluginKind, SendingInput};
 pub use loaded::{LoadedPlugin, PluginError};
-pub use services::PluginServices;
+pub use services::{AgentStatsFn, PluginServices};
 
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
@@ -51,11 +51,17 @@ impl PluginHost {
         config: &Config,
         db: &sled::Db,
         points: Arc<PointBuffer>,
+        stats: AgentStatsFn,
     ) -> Result<Self, LoadError> {
         let kv = db.open_tree("plugin_kv")?;
         let mut plugins = Vec::new();
         for name in &config.plugins.active {
-            let services = Arc::new(PluginServices::new(name, kv.clone(), KV_MAX_BYTES)?);
+            let services = Arc::new(PluginServices::new(
+                name,
+                kv.clone(),
+                KV_MAX_BYTES,
+                Arc::clone(&stats),
+            )?);
             let settings = config.plugin_settings(name);
             let sandbox = config.sandbox(name);
             let path = config.plugins.dir.join(format!("{name}.wasm"));
@@ -75,7 +81,7 @@ impl PluginHost {
                 });
             };
             let info = factory.info();
-            let background = info.timer_ms.is_some() || !info.routes.is_empty();
+            let background = info.timer_ms.is_some() || !info.routes.is_empty() || info.on_message;
             let instances = sandbox.instances.unwrap_or(if background {
                 1
             } else {
@@ -163,6 +169,37 @@ impl PluginHost {
             }
         }
         messages
+    }
+
+    /// Runs one `tick` of `plugin`: its messages are returned, its points buffered for
+    /// the monitoring plugins. Blocking.
+    pub fn tick(&self, plugin: &LoadedPlugin) -> Result<Vec<Message>, PluginError> {
+        let (result, elapsed) = plugin.call(|i| self.checked(i.tick()?));
+        self.points
+            .plugin_call(&plugin.name, "tick", outcome(&result), elapsed);
+        let output = result?;
+        self.points.extend(output.points);
+        Ok(output.messages)
+    }
+
+    /// Hands a source message to the plugin called `plugin`. Blocking.
+    pub fn on_message(
+        &self,
+        plugin: &str,
+        message: &SourceMessage,
+    ) -> Result<Vec<Message>, PluginError> {
+        let Some(plugin) = self.get(plugin).filter(|p| p.info().on_message) else {
+            return Err(PluginError {
+                plugin: plugin.to_owned(),
+                error: CallError::Failed("no such plugin taking messages".into()),
+            });
+        };
+        let (result, elapsed) = plugin.call(|i| self.checked(i.on_message(message)?));
+        self.points
+            .plugin_call(&plugin.name, "on_message", outcome(&result), elapsed);
+        let output = result?;
+        self.points.extend(output.points);
+        Ok(output.messages)
     }
 
     /// Calls `close` on every plugin, in reverse order. Blocking.

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use outpost_pdk::native::{with_host, HostServices, NativeFactory, NativeGuest};
-use outpost_pdk::{Config, Output, PluginInfo, Point, RouteRequest, RouteResponse};
+use outpost_pdk::{Config, Output, PluginInfo, Point, RouteRequest, RouteResponse, SourceMessage};
 
 use super::instance::{
     CallError, FaultKind, InstanceFactory, PluginInstance, PluginKind, SendingInput,
@@ -22,6 +22,7 @@ pub fn builtin(name: &str) -> Option<NativeFactory> {
         }
         #[cfg(feature = "native-examples")]
         "request_monitoring_plugin" => Some(request_monitoring_plugin::outpost_native_plugin()),
+        "resource_monitor" => Some(resource_monitor::outpost_native_plugin()),
         _ => None,
     }
 }
@@ -111,6 +112,15 @@ impl PluginInstance for NativeInstance {
     fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse, CallError> {
         let guest = &mut self.guest;
         guarded(&self.services, || guest.route(request))
+    }
+
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output, CallError> {
+        let guest = &mut self.guest;
+        guarded(&self.services, || guest.on_message(message))
+    }
+
+    fn timer_ms(&self) -> Option<u64> {
+        self.guest.timer_ms()
     }
 
     fn close(&mut self) {

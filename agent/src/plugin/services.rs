@@ -9,13 +9,18 @@ use extism::{CurrentPlugin, Function, UserData, Val, PTR};
 use outpost_pdk::abi::host_functions;
 use outpost_pdk::host::LogLevel;
 use outpost_pdk::native::HostServices;
+use outpost_pdk::AgentStats;
 
 /// Longest key a plugin may use.
 const MAX_KEY_LEN: usize = 256;
 
+/// Reports the agent's figures to plugins (`outpost_agent_stats`).
+pub type AgentStatsFn = Arc<dyn Fn() -> AgentStats + Send + Sync>;
+
 /// Services of one plugin.
 pub struct PluginServices {
     plugin: String,
+    stats: AgentStatsFn,
     kv: sled::Tree,
     prefix: Vec<u8>,
     kv_bytes: AtomicU64,
@@ -25,7 +30,12 @@ pub struct PluginServices {
 impl PluginServices {
     /// Services for `plugin`, its store being its namespace in `kv`, capped at
     /// `kv_max_bytes` (keys and values).
-    pub fn new(plugin: &str, kv: sled::Tree, kv_max_bytes: u64) -> Result<Self, sled::Error> {
+    pub fn new(
+        plugin: &str,
+        kv: sled::Tree,
+        kv_max_bytes: u64,
+        stats: AgentStatsFn,
+    ) -> Result<Self, sled::Error> {
         let mut prefix = plugin.as_bytes().to_vec();
         prefix.push(0);
         let mut used = 0u64;
@@ -35,6 +45,7 @@ impl PluginServices {
         }
         Ok(PluginServices {
             plugin: plugin.to_owned(),
+            stats,
             kv,
             prefix,
             kv_bytes: AtomicU64::new(used),
@@ -102,6 +113,10 @@ impl HostServices for PluginServices {
             self.kv_bytes
                 .fetch_sub((key.len() + old.len()) as u64, Ordering::Relaxed);
         }
+    }
+
+    fn agent_stats(&self) -> AgentStats {
+        (self.stats)()
     }
 }
 
@@ -181,6 +196,16 @@ pub fn host_functions(services_: Arc<PluginServices>) -> Vec<Function> {
             },
         ),
         Function::new(
+            host_functions::AGENT_STATS,
+            [],
+            [PTR],
+            data.clone(),
+            |p: &mut CurrentPlugin, _in: &[Val], out: &mut [Val], d: Services| {
+                let json = serde_json::to_vec(&services(&d)?.agent_stats())?;
+                give(p, out, &json)
+            },
+        ),
+        Function::new(
             host_functions::KV_DELETE,
             [PTR],
             [],
@@ -203,8 +228,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let tree = db.open_tree("kv").unwrap();
-        let a = PluginServices::new("a", tree.clone(), 100).unwrap();
-        let b = PluginServices::new("b", tree.clone(), 100).unwrap();
+        let stats: AgentStatsFn = Arc::new(AgentStats::default);
+        let a = PluginServices::new("a", tree.clone(), 100, stats.clone()).unwrap();
+        let b = PluginServices::new("b", tree.clone(), 100, stats.clone()).unwrap();
         a.kv_set("k", b"one").unwrap();
         assert_eq!(a.kv_get("k").as_deref(), Some(&b"one"[..]));
         assert_eq!(b.kv_get("k"), None, "namespaced");
@@ -214,7 +240,7 @@ mod tests {
         a.kv_delete("k");
         a.kv_set("k2", &[0; 20]).unwrap();
         drop(a);
-        let again = PluginServices::new("a", tree, 100).unwrap();
+        let again = PluginServices::new("a", tree, 100, stats).unwrap();
         assert_eq!(again.kv_get("k2").as_deref(), Some(&[0u8; 20][..]));
         assert!(
             again.kv_set("x", &[0; 90]).is_err(),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use extism::{CompiledPlugin, Manifest, PluginBuilder, Wasm};
 use outpost_pdk::abi::exports;
-use outpost_pdk::{EventType, Output, PluginInfo, Point, RouteRequest, RouteResponse};
+use outpost_pdk::{
+    EventType, Initialized, Output, PluginInfo, Point, RouteRequest, RouteResponse, SourceMessage,
+};
 
 use super::instance::{
     CallError, FaultKind, InstanceFactory, PluginInstance, PluginKind, SendingInput,
@@ -110,6 +112,9 @@ fn required_exports(info: &PluginInfo) -> Vec<&'static str> {
     if info.timer_ms.is_some() {
         needed.push(exports::TICK);
     }
+    if info.on_message {
+        needed.push(exports::ON_MESSAGE);
+    }
     needed
 }
 
@@ -125,12 +130,20 @@ impl InstanceFactory for WasmFactory {
     fn instantiate(&self) -> Result<Box<dyn PluginInstance>, CallError> {
         let mut plugin = extism::Plugin::new_from_compiled(&self.compiled)
             .map_err(|e| CallError::Failed(format!("cannot instantiate: {e:#}")))?;
-        call(&mut plugin, exports::INITIALIZE, &self.settings)?;
+        let out = call(&mut plugin, exports::INITIALIZE, &self.settings)?;
+        let initialized: Initialized = if out.is_empty() {
+            Initialized::default()
+        } else {
+            serde_json::from_slice(&out).map_err(|e| {
+                CallError::Failed(format!("`initialize` returned invalid output: {e}"))
+            })?
+        };
         let has_finalize = plugin.function_exists(exports::FINALIZE);
         tracing::debug!(plugin = %self.name, "wasm instance created");
         Ok(Box::new(WasmInstance {
             plugin,
             has_finalize,
+            timer_ms: initialized.timer_ms,
         }))
     }
 }
@@ -138,6 +151,7 @@ impl InstanceFactory for WasmFactory {
 struct WasmInstance {
     plugin: extism::Plugin,
     has_finalize: bool,
+    timer_ms: Option<u64>,
 }
 
 /// Calls `export`, classifying failures per the ABI's error convention: status 1 with
@@ -188,6 +202,15 @@ impl PluginInstance for WasmInstance {
         let bytes = call(&mut self.plugin, exports::ROUTE, &json)?;
         serde_json::from_slice(&bytes)
             .map_err(|e| CallError::Failed(format!("`route` returned invalid output: {e}")))
+    }
+
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output, CallError> {
+        let json = serde_json::to_vec(message).expect("message serialises");
+        self.output(exports::ON_MESSAGE, &json)
+    }
+
+    fn timer_ms(&self) -> Option<u64> {
+        self.timer_ms
     }
 
     fn close(&mut self) {

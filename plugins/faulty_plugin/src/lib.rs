@@ -7,6 +7,8 @@
 //! * `"read_file"` — reads the file named by the event's `"path"` and forwards its
 //!   content (fails unless the agent granted the directory);
 //! * anything else — forwards the event like the example sending plugin.
+//!
+//! It also takes source messages (`on_message`) and forwards their payload as text.
 
 use outpost_pdk::prelude::*;
 use serde::Deserialize;
@@ -25,7 +27,9 @@ struct Instruction {
 
 impl Plugin for FaultyPlugin {
     fn describe() -> PluginInfo {
-        PluginInfo::new("faulty_plugin", env!("CARGO_PKG_VERSION")).on(EventType::SendingEvent)
+        PluginInfo::new("faulty_plugin", env!("CARGO_PKG_VERSION"))
+            .on(EventType::SendingEvent)
+            .takes_messages()
     }
 
     fn initialize(config: Config) -> Result<Self> {
@@ -62,6 +66,18 @@ impl Plugin for FaultyPlugin {
             }
         }
         Ok(Output::messages(out))
+    }
+
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output> {
+        Ok(self.on_source(message))
+    }
+}
+
+impl FaultyPlugin {
+    fn on_source(&self, message: &SourceMessage) -> Output {
+        Output::message(
+            Message::text(self.sink.clone(), message.payload.clone()).topic(message.topic.clone()),
+        )
     }
 }
 

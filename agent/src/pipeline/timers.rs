@@ -1,0 +1,68 @@
+//! Timer plugins: `tick` on each plugin's interval. A plugin's ticks never overlap: the
+//! next interval starts when the previous tick finished, so a slow tick delays the next
+//! one instead of piling up calls.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::plugin::{LoadedPlugin, PluginHost};
+use crate::queue::Queue;
+
+/// Starts one task per timer plugin.
+pub fn start_timers(
+    plugins: &Arc<PluginHost>,
+    queue: &Arc<Queue>,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    plugins
+        .plugins()
+        .iter()
+        .filter(|p| p.timer().is_some())
+        .map(|plugin| {
+            tokio::spawn(run_timer(
+                Arc::clone(plugin),
+                Arc::clone(plugins),
+                Arc::clone(queue),
+                shutdown.clone(),
+            ))
+        })
+        .collect()
+}
+
+async fn run_timer(
+    plugin: Arc<LoadedPlugin>,
+    plugins: Arc<PluginHost>,
+    queue: Arc<Queue>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = plugin.timer().expect("timer plugin");
+    tracing::info!(plugin = %plugin.name, ?interval, "timer started");
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => break,
+        }
+        let (p, host, q) = (
+            Arc::clone(&plugin),
+            Arc::clone(&plugins),
+            Arc::clone(&queue),
+        );
+        let inserted = tokio::task::spawn_blocking(move || {
+            let messages = host.tick(&p)?;
+            Ok::<_, crate::pipeline::PipelineError>(q.insert(&messages)?)
+        })
+        .await
+        .expect("tick task panicked");
+        match inserted {
+            Ok(inserted) => {
+                if let Err(e) = queue.commit(inserted).await {
+                    tracing::error!(plugin = %plugin.name, error = %e, "tick messages not committed");
+                }
+            }
+            // Already counted and logged by the plugin host / queue.
+            Err(e) => tracing::debug!(plugin = %plugin.name, error = %e, "tick produced nothing"),
+        }
+    }
+}
