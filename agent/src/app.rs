@@ -15,7 +15,7 @@ use crate::monitoring::PointBuffer;
 use crate::pipeline::{run_monitoring_flusher, start_timers, Pipeline};
 use crate::plugin::{AgentStatsFn, LoadError, PluginHost};
 use crate::queue::Queue;
-use crate::sinks::Sinks;
+use crate::sinks::{Sinks, TopicTemplates};
 use outpost_pdk::AgentStats;
 
 /// Monitoring points held between flushes before new ones are dropped (and counted).
@@ -78,9 +78,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let pipeline = Pipeline {
         plugins: Arc::clone(&plugins),
         queue: Arc::clone(&queue),
+        topics: Arc::new(TopicTemplates::from_config(&config)),
     };
+    let timers = start_timers(&pipeline, &stopped);
+    let (source_states, sources) = crate::sources::start(&config, &pipeline, &stopped)?;
+    let flusher = tokio::spawn(run_monitoring_flusher(
+        Arc::clone(&points),
+        pipeline.clone(),
+        Duration::from_millis(config.plugins.monitoring_flush_ms),
+        stopped.clone(),
+    ));
     let state = Arc::new(State {
         pipeline,
+        sources: source_states,
         sinks: sinks.states().clone(),
         points: Arc::clone(&points),
         metrics: Metrics::default(),
@@ -95,21 +105,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.agent.header_read_timeout_ms),
         stopped.clone(),
     ));
-    let timers = start_timers(&plugins, &queue, &stopped);
-    let flusher = tokio::spawn(run_monitoring_flusher(
-        points,
-        Arc::clone(&plugins),
-        Arc::clone(&queue),
-        Duration::from_millis(config.plugins.monitoring_flush_ms),
-        stopped.clone(),
-    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new requests; finishing in-flight ones");
     let _ = stop.send(true);
     let _ = server.await;
-    for timer in timers {
-        let _ = timer.await;
+    for task in timers.into_iter().chain(sources) {
+        let _ = task.await;
     }
     let _ = flusher.await;
     sinks.join().await;

@@ -38,6 +38,7 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     pub queue: QueueConfig,
     pub log: LogConfig,
+    pub sources: BTreeMap<String, SourceConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +54,8 @@ struct RawConfig {
     queue: QueueConfig,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    sources: BTreeMap<String, SourceConfig>,
 }
 
 /// `[agent]`
@@ -176,7 +179,7 @@ impl SandboxConfig {
 pub enum SinkConfig {
     Http(HttpSinkConfig),
     File(FileSinkConfig),
-    Mqtt(MqttSinkConfig),
+    Mqtt(Box<MqttConfig>),
 }
 
 impl SinkConfig {
@@ -224,19 +227,118 @@ pub struct FileSinkConfig {
     pub retry: RetryConfig,
 }
 
+/// An MQTT connection: `[sinks.<name>]` with `type = "mqtt"` (publishing) or
+/// `[sources.<name>]` (subscribing). One struct for both roles so the connection keys
+/// are spelled once; keys of the other role are refused by validation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MqttSinkConfig {
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
     pub url: String,
-    pub topic: String,
+    #[serde(default)]
+    pub protocol: MqttProtocol,
+    /// Default: `<device_id>-<sink or source name>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Plain password (prefer `password_env`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default = "default_keep_alive_secs")]
+    pub keep_alive_secs: u64,
+    /// Start a clean session on (re)connect. Default: true for sinks (Outpost resends
+    /// unacknowledged messages from its own queue either way), false for sources (so
+    /// the broker keeps messages for the agent while it is away).
+    #[serde(default)]
+    pub clean_session: Option<bool>,
+    /// PEM CA bundle for `mqtts://` (default: the system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     #[serde(default = "default_qos")]
     pub qos: u8,
+    /// Largest packet sent or received; larger messages are dead-lettered.
+    #[serde(default = "default_max_packet_bytes")]
+    pub max_packet_bytes: usize,
+
+    // Sink role.
+    /// Topic template: `{device_id}`, `{sink}`, `{handler_id}`. A plugin's per-message
+    /// topic takes precedence.
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub retain: bool,
+    /// How long to wait for the broker's acknowledgement of one message.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
     #[serde(default)]
     pub retry: RetryConfig,
+
+    // Source role.
+    /// Topic filters to subscribe to.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// The plugin that gets the messages.
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// How the plugin gets them.
+    #[serde(default)]
+    pub deliver: SourceDelivery,
+    /// For `deliver = "sending_event"`: the event's `handler_id` and `account_id`.
+    #[serde(default)]
+    pub handler_id: Option<String>,
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum MqttProtocol {
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// Carries the message id as the `idempotency-key` user property.
+    #[default]
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// How a source hands messages to its plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceDelivery {
+    /// The background plugin's `on_message`.
+    #[default]
+    OnMessage,
+    /// As a `sending_event` of one event (the payload) to the plugin.
+    SendingEvent,
 }
 
 fn default_qos() -> u8 {
     1
+}
+fn default_keep_alive_secs() -> u64 {
+    30
+}
+fn default_max_packet_bytes() -> usize {
+    1 << 20
+}
+fn default_ack_timeout_ms() -> u64 {
+    10_000
+}
+
+/// `[sources.<name>]`: where events come from besides the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    Mqtt(MqttConfig),
 }
 
 /// `[sinks.<name>.retry]`: exponential backoff with jitter while a sink is unreachable.
@@ -325,6 +427,7 @@ impl Config {
             sinks: raw.sinks,
             queue: raw.queue,
             log: raw.log,
+            sources: raw.sources,
         };
         config.validate()?;
         Ok(config)
@@ -420,6 +523,13 @@ impl Config {
                 }
             }
         }
+        for (name, source) in &self.sources {
+            let key = format!("sources.{name}");
+            if !is_identifier(name) {
+                return Err(self.key_error(key, IDENT_RULE));
+            }
+            self.validate_source(&key, source)?;
+        }
         if self.queue.max_bytes < 4096 {
             return Err(self.key_error("queue.max_bytes", "must be at least 4096"));
         }
@@ -470,12 +580,113 @@ impl Config {
                     })?;
                 }
             }
-            SinkConfig::Mqtt(_) => {
+            SinkConfig::Mqtt(mqtt) => {
+                self.validate_mqtt(key, mqtt)?;
+                let source_only = [
+                    ("topics", !mqtt.topics.is_empty()),
+                    ("plugin", mqtt.plugin.is_some()),
+                    ("handler_id", mqtt.handler_id.is_some()),
+                    ("account_id", mqtt.account_id.is_some()),
+                ];
+                if let Some((k, _)) = source_only.iter().find(|(_, set)| *set) {
+                    return Err(self.key_error(format!("{key}.{k}"), "only for [sources]"));
+                }
+                if mqtt.topic.as_deref().is_none_or(str::is_empty) {
+                    return Err(
+                        self.key_error(format!("{key}.topic"), "an MQTT sink needs a topic")
+                    );
+                }
+                if mqtt.ack_timeout_ms == 0 {
+                    return Err(self.key_error(format!("{key}.ack_timeout_ms"), "must be positive"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the connection keys shared by MQTT sinks and sources.
+    fn validate_mqtt(&self, key: &str, mqtt: &MqttConfig) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&mqtt.url)
+            .map_err(|e| self.key_error(format!("{key}.url"), format!("`{}`: {e}", mqtt.url)))?;
+        if !matches!(url.scheme(), "mqtt" | "mqtts") {
+            return Err(self.key_error(
+                format!("{key}.url"),
+                format!(
+                    "scheme `{}` is not supported (use mqtt:// or mqtts://)",
+                    url.scheme()
+                ),
+            ));
+        }
+        if url.host_str().is_none() {
+            return Err(self.key_error(format!("{key}.url"), "has no host"));
+        }
+        if mqtt.qos > 2 {
+            return Err(self.key_error(format!("{key}.qos"), "must be 0, 1 or 2"));
+        }
+        if let Some(var) = &mqtt.password_env {
+            if std::env::var_os(var).is_none() {
                 return Err(self.key_error(
-                    format!("{key}.type"),
-                    "MQTT sinks are not available in this build yet",
+                    format!("{key}.password_env"),
+                    format!("environment variable `{var}` is not set"),
                 ));
             }
+        }
+        for (k, path) in [
+            ("ca_file", &mqtt.ca_file),
+            ("client_cert", &mqtt.client_cert),
+            ("client_key", &mqtt.client_key),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    return Err(self.key_error(
+                        format!("{key}.{k}"),
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
+        }
+        if mqtt.client_cert.is_some() != mqtt.client_key.is_some() {
+            return Err(self.key_error(
+                format!("{key}.client_cert"),
+                "client_cert and client_key go together",
+            ));
+        }
+        if mqtt.max_packet_bytes < 128 {
+            return Err(self.key_error(format!("{key}.max_packet_bytes"), "must be at least 128"));
+        }
+        Ok(())
+    }
+
+    fn validate_source(&self, key: &str, source: &SourceConfig) -> Result<(), ConfigError> {
+        let SourceConfig::Mqtt(mqtt) = source;
+        self.validate_mqtt(key, mqtt)?;
+        if mqtt.topics.is_empty() {
+            return Err(self.key_error(format!("{key}.topics"), "subscribe to at least one topic"));
+        }
+        if mqtt.topic.is_some() || mqtt.retain {
+            return Err(
+                self.key_error(format!("{key}.topic"), "only for MQTT sinks (use `topics`)")
+            );
+        }
+        let Some(plugin) = &mqtt.plugin else {
+            return Err(self.key_error(
+                format!("{key}.plugin"),
+                "name the plugin that gets the messages",
+            ));
+        };
+        if !self.plugins.active.contains(plugin) {
+            return Err(self.key_error(
+                format!("{key}.plugin"),
+                format!("`{plugin}` is not in plugins.active"),
+            ));
+        }
+        if mqtt.deliver == SourceDelivery::SendingEvent
+            && (mqtt.handler_id.is_none() || mqtt.account_id.is_none())
+        {
+            return Err(self.key_error(
+                format!("{key}.handler_id"),
+                "deliver = \"sending_event\" needs handler_id and account_id",
+            ));
         }
         Ok(())
     }
@@ -612,5 +823,60 @@ when_full = "drop_oldest"
             "[agent]\ndata_dir = \"@DATA@\"\n[plugins]\nactive = [\"forward\", \"forward\"]",
         );
         assert!(e.contains("plugins.active[1]"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod mqtt_tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let text = text.replace("@DATA@", &dir.path().join("d").display().to_string());
+        Config::parse(&dir.path().join("o.toml"), &text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const BASE: &str = "[agent]\ndata_dir = \"@DATA@\"\n";
+
+    #[test]
+    fn mqtt_sink_and_source_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[agent]\ndata_dir = \"{}\"\n[plugins]\nactive = [\"p\"]\n\
+             [sinks.cloud]\ntype = \"mqtt\"\nurl = \"mqtts://127.0.0.1:8883\"\ntopic = \"a/{{device_id}}\"\nprotocol = \"3.1.1\"\n\
+             [sources.s]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1\"\ntopics = [\"x/#\"]\nplugin = \"p\"\n",
+            dir.path().join("d").display()
+        );
+        let c = Config::parse(&dir.path().join("o.toml"), &text).unwrap();
+        let SinkConfig::Mqtt(m) = &c.sinks["cloud"] else {
+            panic!()
+        };
+        assert_eq!(m.protocol, MqttProtocol::V311);
+        assert_eq!(m.qos, 1);
+        let SourceConfig::Mqtt(s) = &c.sources["s"];
+        assert_eq!(s.deliver, SourceDelivery::OnMessage);
+    }
+
+    #[test]
+    fn mqtt_errors_name_the_key() {
+        let sink = |extra: &str| {
+            format!("{BASE}[sinks.c]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\ntopic = \"t\"\n{extra}")
+        };
+        assert!(error_of(&sink("qos = 3")).contains("sinks.c.qos"));
+        assert!(error_of(&sink("topics = [\"x\"]")).contains("sinks.c.topics"));
+        assert!(error_of(&sink("password_env = \"OUTPOST_TEST_UNSET_VAR\""))
+            .contains("sinks.c.password_env"));
+        assert!(error_of(&format!(
+            "{BASE}[sinks.c]\ntype = \"mqtt\"\nurl = \"http://h\"\ntopic = \"t\""
+        ))
+        .contains("sinks.c.url"));
+        assert!(error_of(&format!(
+            "{BASE}[sinks.c]\ntype = \"mqtt\"\nurl = \"mqtt://h\""
+        ))
+        .contains("sinks.c.topic"));
+        let source = format!("{BASE}[sources.s]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\ntopics = [\"x\"]\nplugin = \"nope\"");
+        assert!(error_of(&source).contains("sources.s.plugin"));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod mosquitto;
 pub mod receiver;
 
 use std::net::TcpListener;

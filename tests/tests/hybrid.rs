@@ -66,8 +66,8 @@ fn wasm_and_native_builds_give_byte_identical_messages() {
         ],
     };
     let input = SendingInput::new(event);
-    let from_wasm = wasm.sending_event(&input).unwrap();
-    let from_native = native.sending_event(&input).unwrap();
+    let from_wasm = wasm.sending_event(&input, None).unwrap();
+    let from_native = native.sending_event(&input, None).unwrap();
     assert_eq!(from_wasm.len(), 1);
     assert_eq!(from_native.len(), 1);
     assert_eq!(from_wasm[0].sink, from_native[0].sink);

@@ -25,12 +25,14 @@ use tokio::sync::watch;
 use crate::monitoring::PointBuffer;
 use crate::pipeline::Pipeline;
 use crate::sinks::SinkState;
+use crate::sources::SourceStates;
 use response::{ApiError, Body, ErrorCode};
 
 /// Everything the handlers need.
 pub struct State {
     pub pipeline: Pipeline,
     pub sinks: BTreeMap<String, Arc<SinkState>>,
+    pub sources: SourceStates,
     pub points: Arc<PointBuffer>,
     pub metrics: Metrics,
     pub auth_token: Option<String>,

@@ -51,10 +51,28 @@ pub fn health(state: &State) -> Response<Body> {
             )
         })
         .collect();
+    let sources: serde_json::Map<String, serde_json::Value> = state
+        .sources
+        .iter()
+        .map(|(name, s)| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (
+                name.clone(),
+                json!({
+                    "connected": s.connected(),
+                    "received": s.received.load(Relaxed),
+                    "accepted": s.accepted.load(Relaxed),
+                    "rejected": s.rejected.load(Relaxed),
+                    "last_error": s.last_error(),
+                }),
+            )
+        })
+        .collect();
     json_response(
         StatusCode::OK,
         &json!({
             "status": "ok",
+            "sources": sources,
             "device_id": state.device_id,
             "uptime_seconds": state.started.elapsed().as_secs(),
             "queue": {

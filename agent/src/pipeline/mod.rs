@@ -1,19 +1,21 @@
 //! The pipeline: one ingest request → its `sending_event` plugins → one atomic queue
 //! batch → one group commit. The plugin calls and the queue insert run on a blocking
-//! thread; only the wait for the commit is async.
+//! thread; only the wait for the commit is async. Timers, monitoring and sources queue
+//! their messages through the same [`Pipeline::insert`].
 
 mod monitoring;
 mod timers;
 
 use std::sync::Arc;
 
-use outpost_pdk::SendingEvent;
+use outpost_pdk::{Message, SendingEvent};
 
 pub use monitoring::run_monitoring_flusher;
 pub use timers::start_timers;
 
 use crate::plugin::{PluginError, PluginHost, SendingInput};
-use crate::queue::{Queue, QueueError};
+use crate::queue::{Inserted, Queue, QueueError};
+use crate::sinks::TopicTemplates;
 
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -36,23 +38,62 @@ pub struct Accepted {
 pub struct Pipeline {
     pub plugins: Arc<PluginHost>,
     pub queue: Arc<Queue>,
+    pub topics: Arc<TopicTemplates>,
+}
+
+/// Which `sending_event` plugins get an event.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// All of them, in config order (the HTTP API).
+    All,
+    /// One plugin (a source configured for it).
+    Plugin(&'a str),
 }
 
 impl Pipeline {
     /// Processes one request's events. Returns once every message the plugins produced
     /// for it is on disk.
     pub async fn ingest(&self, event: SendingEvent) -> Result<Accepted, PipelineError> {
+        self.ingest_to(event, Target::All).await
+    }
+
+    /// [`Pipeline::ingest`] for the given plugins.
+    pub async fn ingest_to(
+        &self,
+        event: SendingEvent,
+        target: Target<'_>,
+    ) -> Result<Accepted, PipelineError> {
         let events = event.events.len();
-        let (plugins, queue) = (Arc::clone(&self.plugins), Arc::clone(&self.queue));
+        let this = self.clone();
+        let only = match target {
+            Target::All => None,
+            Target::Plugin(p) => Some(p.to_owned()),
+        };
         let inserted = tokio::task::spawn_blocking(move || {
             let input = SendingInput::new(event);
-            let messages = plugins.sending_event(&input)?;
-            Ok::<_, PipelineError>(queue.insert(&messages)?)
+            let messages = this.plugins.sending_event(&input, only.as_deref())?;
+            Ok::<_, PipelineError>(this.insert(messages, Some(&input.event.handler_id))?)
         })
         .await
         .expect("pipeline task panicked")?;
         let messages = inserted.count;
         self.queue.commit(inserted).await?;
         Ok(Accepted { events, messages })
+    }
+
+    /// Queues `messages` (not yet durable: [`Pipeline::commit`]), filling in MQTT topic
+    /// templates. Blocking.
+    pub fn insert(
+        &self,
+        mut messages: Vec<Message>,
+        handler_id: Option<&str>,
+    ) -> Result<Inserted, QueueError> {
+        self.topics.stamp(&mut messages, handler_id);
+        self.queue.insert(&messages)
+    }
+
+    /// Waits until `inserted` is on disk.
+    pub async fn commit(&self, inserted: Inserted) -> Result<(), QueueError> {
+        self.queue.commit(inserted).await
     }
 }

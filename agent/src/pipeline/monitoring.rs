@@ -5,17 +5,15 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::Pipeline;
 use crate::monitoring::PointBuffer;
-use crate::plugin::PluginHost;
-use crate::queue::Queue;
 
 /// Every `interval`, takes the buffered points and hands them, as one batch, to the
 /// monitoring plugins; their messages are queued like any other. Flushes once more at
 /// shutdown so the last points are not lost.
 pub async fn run_monitoring_flusher(
     points: Arc<PointBuffer>,
-    plugins: Arc<PluginHost>,
-    queue: Arc<Queue>,
+    pipeline: Pipeline,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -29,28 +27,28 @@ pub async fn run_monitoring_flusher(
             _ = ticker.tick() => false,
             _ = shutdown.changed() => true,
         };
-        flush(&points, &plugins, &queue).await;
+        flush(&points, &pipeline).await;
         if stopping || *shutdown.borrow() {
             break;
         }
     }
 }
 
-async fn flush(points: &PointBuffer, plugins: &Arc<PluginHost>, queue: &Arc<Queue>) {
+async fn flush(points: &PointBuffer, pipeline: &Pipeline) {
     let batch = points.take();
     if batch.is_empty() {
         return;
     }
-    let (plugins, q) = (Arc::clone(plugins), Arc::clone(queue));
+    let pl = pipeline.clone();
     let inserted = tokio::task::spawn_blocking(move || {
-        let messages = plugins.monitoring_event(&batch);
-        q.insert(&messages)
+        let messages = pl.plugins.monitoring_event(&batch);
+        pl.insert(messages, None)
     })
     .await
     .expect("monitoring task panicked");
     match inserted {
         Ok(inserted) => {
-            if let Err(e) = queue.commit(inserted).await {
+            if let Err(e) = pipeline.commit(inserted).await {
                 tracing::error!(error = %e, "monitoring messages not committed");
             }
         }

@@ -7,24 +7,20 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::plugin::{LoadedPlugin, PluginHost};
-use crate::queue::Queue;
+use super::{Pipeline, PipelineError};
+use crate::plugin::LoadedPlugin;
 
 /// Starts one task per timer plugin.
-pub fn start_timers(
-    plugins: &Arc<PluginHost>,
-    queue: &Arc<Queue>,
-    shutdown: &watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    plugins
+pub fn start_timers(pipeline: &Pipeline, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    pipeline
+        .plugins
         .plugins()
         .iter()
         .filter(|p| p.timer().is_some())
         .map(|plugin| {
             tokio::spawn(run_timer(
                 Arc::clone(plugin),
-                Arc::clone(plugins),
-                Arc::clone(queue),
+                pipeline.clone(),
                 shutdown.clone(),
             ))
         })
@@ -33,8 +29,7 @@ pub fn start_timers(
 
 async fn run_timer(
     plugin: Arc<LoadedPlugin>,
-    plugins: Arc<PluginHost>,
-    queue: Arc<Queue>,
+    pipeline: Pipeline,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = plugin.timer().expect("timer plugin");
@@ -44,20 +39,16 @@ async fn run_timer(
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => break,
         }
-        let (p, host, q) = (
-            Arc::clone(&plugin),
-            Arc::clone(&plugins),
-            Arc::clone(&queue),
-        );
+        let (p, pl) = (Arc::clone(&plugin), pipeline.clone());
         let inserted = tokio::task::spawn_blocking(move || {
-            let messages = host.tick(&p)?;
-            Ok::<_, crate::pipeline::PipelineError>(q.insert(&messages)?)
+            let messages = pl.plugins.tick(&p)?;
+            Ok::<_, PipelineError>(pl.insert(messages, None)?)
         })
         .await
         .expect("tick task panicked");
         match inserted {
             Ok(inserted) => {
-                if let Err(e) = queue.commit(inserted).await {
+                if let Err(e) = pipeline.commit(inserted).await {
                     tracing::error!(plugin = %plugin.name, error = %e, "tick messages not committed");
                 }
             }

@@ -141,12 +141,20 @@ impl PluginHost {
         Ok(output)
     }
 
-    /// Runs the `sending_event` plugins on one request's events, in config order, and
-    /// returns all their messages, or the first plugin error (then nothing is queued:
-    /// the producer gets an error and may retry the whole request). Blocking.
-    pub fn sending_event(&self, input: &SendingInput) -> Result<Vec<Message>, PluginError> {
+    /// Runs the `sending_event` plugins (all, in config order, or only `only`) on one
+    /// request's events and returns all their messages, or the first plugin error (then
+    /// nothing is queued: the producer gets an error and may retry the whole request).
+    /// Blocking.
+    pub fn sending_event(
+        &self,
+        input: &SendingInput,
+        only: Option<&str>,
+    ) -> Result<Vec<Message>, PluginError> {
         let mut messages = Vec::new();
-        for plugin in self.subscribed(EventType::SendingEvent) {
+        let targets = self
+            .subscribed(EventType::SendingEvent)
+            .filter(|p| only.is_none_or(|name| p.name == name));
+        for plugin in targets {
             let (result, elapsed) = plugin.call(|i| self.checked(i.sending_event(input)?));
             self.points
                 .plugin_call(&plugin.name, "sending_event", outcome(&result), elapsed);

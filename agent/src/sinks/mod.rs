@@ -8,8 +8,10 @@
 mod delivery;
 mod file;
 mod http;
+mod mqtt;
 pub mod retry;
 mod state;
+mod topic;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, SinkConfig};
 use crate::queue::{Queue, StoredMessage};
 pub use state::{SinkState, SinkStatus};
+pub use topic::TopicTemplates;
 
 /// Why a delivery failed, which decides what happens to the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +72,17 @@ impl Sinks {
             let task = match sink {
                 SinkConfig::Http(c) => tokio::spawn(looper.run(http::HttpTransport::new(c)?)),
                 SinkConfig::File(c) => tokio::spawn(looper.run(file::FileTransport::new(c))),
-                SinkConfig::Mqtt(_) => anyhow::bail!("sink `{name}`: MQTT is not available"),
+                SinkConfig::Mqtt(c) => {
+                    let transport = mqtt::MqttTransport::start(
+                        name,
+                        c,
+                        &config.agent.device_id,
+                        Arc::clone(&state),
+                        shutdown.clone(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
+                    tokio::spawn(looper.run(transport))
+                }
             };
             tasks.push(task);
             states.insert(name.clone(), state);

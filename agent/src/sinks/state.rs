@@ -60,6 +60,19 @@ impl SinkState {
         }
     }
 
+    /// The connection is up (MQTT CONNACK), whatever was delivered.
+    pub(super) fn connected(&self) {
+        self.status
+            .store(SinkStatus::Connected as u8, Ordering::Relaxed);
+    }
+
+    /// The connection went down.
+    pub(super) fn disconnected(&self, reason: &str) {
+        self.status
+            .store(SinkStatus::Disconnected as u8, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+    }
+
     pub(super) fn delivered(&self) {
         self.status
             .store(SinkStatus::Connected as u8, Ordering::Relaxed);

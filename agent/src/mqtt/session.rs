@@ -1,0 +1,273 @@
+//! One MQTT session API over rumqttc's v3.1.1 and v5 clients.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5 as v5p;
+
+use super::{tls, MqttError};
+use crate::config::{MqttConfig, MqttProtocol};
+
+/// Capacity of rumqttc's request channel. Publishes are enqueued with `try_publish`, so
+/// a full channel is an immediate, retryable error rather than a stall.
+const REQUEST_CHANNEL: usize = 64;
+
+/// What the event loop reports, the same for both protocol versions.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// Connected (CONNACK).
+    Connected,
+    /// A publish went out with this packet id (0 for QoS 0).
+    Sent(u16),
+    /// The broker acknowledged this packet id (PUBACK for QoS 1, PUBCOMP for QoS 2).
+    Acked(u16),
+    /// The broker refused this packet id (MQTT 5 PUBACK reason code).
+    Refused(u16, String),
+    /// An incoming message (subscriptions).
+    Message(Box<Received>),
+    /// Anything else (pings, subscription acks, …).
+    Other,
+}
+
+/// An incoming message, kept whole so it can be acknowledged after it is durable.
+#[derive(Debug)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Bytes,
+    packet: Packet,
+}
+
+#[derive(Debug)]
+enum Packet {
+    V4(rumqttc::Publish),
+    V5(v5p::Publish),
+}
+
+/// The client half: publish, subscribe, acknowledge.
+#[derive(Clone)]
+pub enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// The event loop half: must be polled for anything to happen.
+pub enum EventLoop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+fn qos4(q: u8) -> rumqttc::QoS {
+    match q {
+        0 => rumqttc::QoS::AtMostOnce,
+        1 => rumqttc::QoS::AtLeastOnce,
+        _ => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
+fn qos5(q: u8) -> rumqttc::v5::mqttbytes::QoS {
+    match q {
+        0 => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        1 => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        _ => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+/// Builds the client and event loop for `config` (nothing connects until polled).
+/// `manual_acks`: incoming messages are acknowledged by [`Client::ack`] only.
+pub fn connect(
+    config: &MqttConfig,
+    client_id: &str,
+    clean_session: bool,
+    manual_acks: bool,
+) -> Result<(Client, EventLoop), MqttError> {
+    let url = url::Url::parse(&config.url).map_err(|_| MqttError::Url(config.url.clone()))?;
+    let secure = url.scheme() == "mqtts";
+    let host = url
+        .host_str()
+        .ok_or_else(|| MqttError::Url(config.url.clone()))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
+    let port = url.port().unwrap_or(if secure { 8883 } else { 1883 });
+    let password = match (&config.password_env, &config.password) {
+        (Some(var), _) => Some(
+            std::env::var(var)
+                .map_err(|_| MqttError::Credentials(format!("`{var}` is not set")))?,
+        ),
+        (None, password) => password.clone(),
+    };
+    let transport = if secure {
+        Some(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls::client_config(config)?),
+        ))
+    } else {
+        None
+    };
+    let keep_alive = Duration::from_secs(config.keep_alive_secs.max(5));
+    let max_packet = config.max_packet_bytes;
+
+    Ok(match config.protocol {
+        MqttProtocol::V311 => {
+            let mut o = rumqttc::MqttOptions::new(client_id, host, port);
+            o.set_keep_alive(keep_alive)
+                .set_clean_session(clean_session)
+                .set_manual_acks(manual_acks)
+                .set_max_packet_size(max_packet, max_packet)
+                .set_request_channel_capacity(REQUEST_CHANNEL);
+            if let Some(user) = &config.username {
+                o.set_credentials(user.clone(), password.unwrap_or_default());
+            }
+            if let Some(t) = transport {
+                o.set_transport(t);
+            }
+            let (client, eventloop) = rumqttc::AsyncClient::new(o, REQUEST_CHANNEL);
+            (Client::V4(client), EventLoop::V4(Box::new(eventloop)))
+        }
+        MqttProtocol::V5 => {
+            let mut o = rumqttc::v5::MqttOptions::new(client_id, host, port);
+            o.set_keep_alive(keep_alive)
+                .set_clean_start(clean_session)
+                .set_manual_acks(manual_acks)
+                .set_max_packet_size(Some(max_packet as u32))
+                .set_request_channel_capacity(REQUEST_CHANNEL);
+            if !clean_session {
+                // Keep the session (and its queued messages) across reconnects.
+                o.set_session_expiry_interval(Some(u32::MAX));
+            }
+            if let Some(user) = &config.username {
+                o.set_credentials(user.clone(), password.unwrap_or_default());
+            }
+            if let Some(t) = transport {
+                o.set_transport(t);
+            }
+            let (client, eventloop) = rumqttc::v5::AsyncClient::new(o, REQUEST_CHANNEL);
+            (Client::V5(client), EventLoop::V5(Box::new(eventloop)))
+        }
+    })
+}
+
+impl Client {
+    /// Enqueues a publish without waiting (the event loop sends it). `id` becomes the
+    /// `idempotency-key` user property under MQTT 5.
+    pub fn try_publish(
+        &self,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+        payload: Bytes,
+        id: &str,
+        content_type: &str,
+    ) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c
+                .try_publish(topic, qos4(qos), retain, payload.to_vec())
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => {
+                let properties = v5p::PublishProperties {
+                    user_properties: vec![("idempotency-key".to_owned(), id.to_owned())],
+                    content_type: Some(content_type.to_owned()),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(topic, qos5(qos), retain, payload, properties)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub async fn subscribe(&self, topic: &str, qos: u8) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c
+                .subscribe(topic, qos4(qos))
+                .await
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .subscribe(topic, qos5(qos))
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Acknowledges an incoming message (manual acks).
+    pub async fn ack(&self, message: &Received) -> Result<(), String> {
+        match (self, &message.packet) {
+            (Client::V4(c), Packet::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            (Client::V5(c), Packet::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            _ => Err("message from another protocol version".into()),
+        }
+    }
+
+    pub async fn disconnect(&self) {
+        let _ = match self {
+            Client::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Client::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
+    }
+}
+
+impl EventLoop {
+    /// The next event; `Err` when the connection failed (polling again reconnects).
+    pub async fn poll(&mut self) -> Result<SessionEvent, String> {
+        use rumqttc::Outgoing;
+        match self {
+            EventLoop::V4(el) => {
+                use rumqttc::{Event, Packet as P};
+                Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(P::ConnAck(_)) => SessionEvent::Connected,
+                    Event::Incoming(P::PubAck(a)) => SessionEvent::Acked(a.pkid),
+                    Event::Incoming(P::PubComp(a)) => SessionEvent::Acked(a.pkid),
+                    Event::Incoming(P::Publish(p)) => SessionEvent::Message(Box::new(Received {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                        packet: Packet::V4(p),
+                    })),
+                    Event::Outgoing(Outgoing::Publish(pkid)) => SessionEvent::Sent(pkid),
+                    _ => SessionEvent::Other,
+                })
+            }
+            EventLoop::V5(el) => {
+                use rumqttc::v5::Event;
+                use v5p::{Packet as P, PubAckReason, PubCompReason};
+                Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(P::ConnAck(_)) => SessionEvent::Connected,
+                    Event::Incoming(P::PubAck(a)) => match a.reason {
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
+                            SessionEvent::Acked(a.pkid)
+                        }
+                        reason => {
+                            SessionEvent::Refused(a.pkid, format!("broker refused: {reason:?}"))
+                        }
+                    },
+                    Event::Incoming(P::PubComp(a)) => match a.reason {
+                        PubCompReason::Success => SessionEvent::Acked(a.pkid),
+                        reason => {
+                            SessionEvent::Refused(a.pkid, format!("broker refused: {reason:?}"))
+                        }
+                    },
+                    Event::Incoming(P::Publish(p)) => SessionEvent::Message(Box::new(Received {
+                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                        payload: p.payload.clone(),
+                        packet: Packet::V5(p),
+                    })),
+                    Event::Outgoing(Outgoing::Publish(pkid)) => SessionEvent::Sent(pkid),
+                    _ => SessionEvent::Other,
+                })
+            }
+        }
+    }
+
+    /// Drops the connection and everything rumqttc would resend on its own (its
+    /// in-flight state, its pending list, requests still in its channel): after a
+    /// disconnect, Outpost resends from its queue, so nothing may be sent twice behind
+    /// its back or matched to the wrong packet id.
+    pub fn reset(&mut self) {
+        match self {
+            EventLoop::V4(el) => {
+                el.clean();
+                el.pending.clear();
+            }
+            EventLoop::V5(el) => {
+                el.clean();
+                el.pending.clear();
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! End to end over MQTT: the real agent against a real mosquitto on free ports.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use outpost_tests::agent::Agent;
+use outpost_tests::mosquitto::{Mosquitto, MqttMessage, Subscriber};
+use outpost_tests::receiver::Receiver;
+use outpost_tests::wait_for;
+use serde_json::json;
+
+const DELIVERY: Duration = Duration::from_secs(60);
+
+fn forward_to_mqtt(url: &str, sink_extra: &str) -> String {
+    format!(
+        r#"
+[agent]
+listen = "{{LISTEN}}"
+data_dir = "{{DATA}}"
+device_id = "cam-01"
+[plugins]
+active = ["forward"]
+[plugins.settings.forward]
+sink = "cloud"
+[sinks.cloud]
+type = "mqtt"
+url = "{url}"
+topic = "outpost/{{device_id}}/{{sink}}/{{handler_id}}"
+qos = 1
+retry = {{ initial_ms = 50, max_ms = 500 }}
+{sink_extra}
+"#
+    )
+}
+
+fn post(agent: &Agent, id: &str, handler: &str, event: serde_json::Value) {
+    let body = json!({"handler_id": handler, "account_id": "acc", "events": [event]});
+    let r = agent.request(
+        "POST",
+        "/v1/events",
+        &[("X-Request-Id", id)],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+}
+
+/// Request ids in first-arrival order, duplicates (same idempotency key) removed.
+fn distinct_ids(messages: &[MqttMessage]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    messages
+        .iter()
+        .filter(|m| seen.insert(m.property("idempotency-key").unwrap_or_default().to_owned()))
+        .map(|m| m.json()["Luna-Request-Id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i:02}")).collect()
+}
+
+#[test]
+fn qos_0_and_1_with_topic_templates_over_mqtt_5_and_3_1_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "outpost/#");
+    let config = format!(
+        r#"
+[agent]
+listen = "{{LISTEN}}"
+data_dir = "{{DATA}}"
+device_id = "cam-01"
+[plugins]
+dir = "{{PLUGINS}}"
+active = ["forward", "event_sending_plugin_example"]
+[plugins.settings.forward]
+sink = "q1"
+[plugins.settings.event_sending_plugin_example]
+sink = "q0"
+[sinks.q1]
+type = "mqtt"
+url = "{url}"
+topic = "outpost/{{device_id}}/{{sink}}/{{handler_id}}"
+qos = 1
+protocol = "5"
+[sinks.q0]
+type = "mqtt"
+url = "{url}"
+topic = "outpost/{{device_id}}/{{sink}}"
+qos = 0
+protocol = "3.1.1"
+"#,
+        url = broker.url()
+    );
+    let agent = Agent::start(dir.path(), &config);
+    for i in 0..10 {
+        post(&agent, &format!("t-{i:02}"), "door", json!({"n": i}));
+    }
+    let got = sub.wait(20, DELIVERY);
+    let q1: Vec<_> = got
+        .iter()
+        .filter(|m| m.topic == "outpost/cam-01/q1/door")
+        .collect();
+    let q0: Vec<_> = got
+        .iter()
+        .filter(|m| m.topic == "outpost/cam-01/q0")
+        .collect();
+    assert_eq!(q1.len(), 10, "{got:?}");
+    assert_eq!(q0.len(), 10, "{got:?}");
+    let keys: HashSet<_> = q1
+        .iter()
+        .map(|m| m.property("idempotency-key").expect("v5 id"))
+        .collect();
+    assert_eq!(keys.len(), 10);
+    assert!(keys.iter().all(|k| k.len() == 32));
+    assert!(
+        q0.iter().all(|m| m.user_properties.is_empty()),
+        "3.1.1 has no properties"
+    );
+    for (i, m) in q1.iter().enumerate() {
+        assert_eq!(m.json()["Luna-Request-Id"], format!("t-{i:02}"), "in order");
+        assert_eq!(m.json()["events"], json!([{"n": i}]));
+    }
+    let health = agent.get_json("/v1/health");
+    assert_eq!(health["sinks"]["q1"]["connected"], true);
+    assert_eq!(health["sinks"]["q0"]["type"], "mqtt");
+}
+
+#[test]
+fn broker_outage_loses_nothing_and_keeps_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "outpost/#");
+    let agent = Agent::start(dir.path(), &forward_to_mqtt(&broker.url(), ""));
+    for i in 0..10 {
+        post(&agent, &format!("o-{i:02}"), "h", json!({"i": i}));
+    }
+    sub.wait(10, DELIVERY);
+
+    broker.stop();
+    for i in 10..30 {
+        post(&agent, &format!("o-{i:02}"), "h", json!({"i": i}));
+    }
+    let health = wait_for("the sink to notice", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sinks"]["cloud"]["state"] == "disconnected" && h["sinks"]["cloud"]["backlog"] == 20)
+            .then_some(h)
+    });
+    assert!(health["sinks"]["cloud"]["last_error"].as_str().is_some());
+    let failures = agent.metric("outpost_sink_connected{sink=\"cloud\"}");
+    assert_eq!(failures, Some(0.0));
+
+    broker.restart();
+    let got = wait_for("all 30, once each", DELIVERY, || {
+        let got = distinct_ids(&sub.messages());
+        (got.len() >= 30).then_some(got)
+    });
+    assert_eq!(got, ids("o", 0..30), "nothing lost, in order");
+    wait_for("empty queue", DELIVERY, || {
+        (agent.get_json("/v1/health")["queue"]["depth"] == 0).then_some(())
+    });
+}
+
+#[test]
+fn kill_9_while_the_broker_is_down_then_everything_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "outpost/#");
+    let mut agent = Agent::start(dir.path(), &forward_to_mqtt(&broker.url(), ""));
+    broker.stop();
+    for i in 0..15 {
+        post(&agent, &format!("k-{i:02}"), "h", json!({"i": i}));
+    }
+    agent.kill9();
+    broker.restart();
+    agent.restart();
+    let got = wait_for("all 15", DELIVERY, || {
+        let got = distinct_ids(&sub.messages());
+        (got.len() >= 15).then_some(got)
+    });
+    assert_eq!(got, ids("k", 0..15));
+}
+
+#[test]
+fn oversize_message_is_dead_lettered_while_the_others_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let sub = Subscriber::start(broker.port, "outpost/#");
+    let agent = Agent::start(
+        dir.path(),
+        &forward_to_mqtt(&broker.url(), "max_packet_bytes = 4096"),
+    );
+    post(&agent, "s-00", "h", json!({"small": true}));
+    post(&agent, "big", "h", json!({"pad": "x".repeat(6000)}));
+    post(&agent, "s-01", "h", json!({"small": true}));
+    let got = sub.wait(2, DELIVERY);
+    assert_eq!(distinct_ids(&got), ["s-00", "s-01"]);
+    let h = wait_for("the dead letter", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sinks"]["cloud"]["dead_letters"] == 1).then_some(h)
+    });
+    assert!(
+        h["sinks"]["cloud"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("max_packet_bytes"),
+        "{h}"
+    );
+    assert_eq!(
+        h["sinks"]["cloud"]["connected"], true,
+        "the connection was not wedged"
+    );
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate.
+fn make_certs(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Outpost Test CA",
+        ],
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        );
+    }
+}
+
+#[test]
+fn mqtts_with_a_test_ca_and_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let tls_port = outpost_tests::free_port();
+    let c = |f: &str| certs.join(f).display().to_string();
+    let broker = Mosquitto::start(
+        dir.path(),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            c("ca.crt"), c("server.crt"), c("server.key")
+        ),
+    );
+    let sub = Subscriber::start(broker.port, "outpost/#");
+    let extra = format!(
+        "ca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+        c("ca.crt"),
+        c("client.crt"),
+        c("client.key")
+    );
+    let agent = Agent::start(
+        dir.path(),
+        &forward_to_mqtt(&format!("mqtts://127.0.0.1:{tls_port}"), &extra),
+    );
+    for i in 0..3 {
+        post(&agent, &format!("tls-{i:02}"), "h", json!({"i": i}));
+    }
+    let got = sub.wait(3, DELIVERY);
+    assert_eq!(distinct_ids(&got), ids("tls", 0..3), "{}", broker.log());
+}
+
+#[test]
+fn mqtt_source_feeds_plugins_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let store = Receiver::start();
+    let config = format!(
+        r#"
+[agent]
+listen = "{{LISTEN}}"
+data_dir = "{{DATA}}"
+[plugins]
+dir = "{{PLUGINS}}"
+active = ["faulty_plugin", "forward"]
+[plugins.settings.faulty_plugin]
+sink = "store"
+[plugins.settings.forward]
+sink = "store"
+[sinks.store]
+type = "http"
+url = "{store}"
+[sources.door]
+type = "mqtt"
+url = "{url}"
+topics = ["sensors/#"]
+plugin = "faulty_plugin"
+[sources.cams]
+type = "mqtt"
+url = "{url}"
+topics = ["cams/+/events"]
+plugin = "forward"
+deliver = "sending_event"
+handler_id = "mqtt-handler"
+account_id = "acc"
+"#,
+        url = broker.url(),
+        store = store.url("/in")
+    );
+    let agent = Agent::start(dir.path(), &config);
+    wait_for("sources connected", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sources"]["door"]["connected"] == true && h["sources"]["cams"]["connected"] == true)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300)); // subscriptions settle
+    let producer = Subscriber::start(broker.port, "unrelated/#");
+    for i in 0..3 {
+        producer.publish("sensors/door", format!("opened {i}").as_bytes());
+    }
+    producer.publish("cams/1/events", br#"{"type": "face", "score": 0.9}"#);
+    let got = store.wait_accepted(4, DELIVERY);
+    let texts: Vec<String> = got.iter().map(|m| m.text()).collect();
+    for i in 0..3 {
+        assert!(texts.contains(&format!("opened {i}")), "{texts:?}");
+    }
+    let seed = got
+        .iter()
+        .find(|m| m.text().contains("Luna-Request-Id"))
+        .expect("seed message")
+        .json();
+    assert_eq!(seed["handler_id"], "mqtt-handler");
+    assert_eq!(seed["events"], json!([{"type": "face", "score": 0.9}]));
+    let h = agent.get_json("/v1/health");
+    assert_eq!(h["sources"]["door"]["accepted"], 3);
+    assert_eq!(h["sources"]["cams"]["accepted"], 1);
+}
