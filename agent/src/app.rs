@@ -79,6 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         plugins: Arc::clone(&plugins),
         queue: Arc::clone(&queue),
         topics: Arc::new(TopicTemplates::from_config(&config)),
+        internal_drops: Arc::default(),
     };
     let timers = start_timers(&pipeline, &stopped);
     let (source_states, sources) = crate::sources::start(&config, &pipeline, &stopped)?;

@@ -24,12 +24,42 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-/// Startup can include compiling WASM plugins with an unoptimised wasmtime.
-pub const STARTUP: Duration = Duration::from_secs(120);
+/// Startup can include compiling WASM plugins with an unoptimised wasmtime (or under
+/// emulation).
+pub const STARTUP: Duration = Duration::from_secs(180);
+
+/// How to start the binary: directly, or through a runner such as qemu-user.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub program: PathBuf,
+    pub prefix: Vec<String>,
+}
+
+impl Launcher {
+    /// The host build.
+    pub fn native() -> Launcher {
+        Launcher {
+            program: binary(),
+            prefix: Vec::new(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        match self.prefix.split_first() {
+            None => Command::new(&self.program),
+            Some((runner, args)) => {
+                let mut c = Command::new(runner);
+                c.args(args).arg(&self.program);
+                c
+            }
+        }
+    }
+}
 
 /// A running agent. Killed (SIGKILL) on drop.
 pub struct Agent {
     child: Option<Child>,
+    launcher: Launcher,
     pub addr: SocketAddr,
     pub dir: PathBuf,
     pub config: PathBuf,
@@ -41,16 +71,21 @@ impl Agent {
     /// `{DATA}` and `{PLUGINS}` in the text become a free address, `<dir>/data` and the
     /// test plugin dir. Waits until `/v1/health` answers.
     pub fn start(dir: &Path, config: &str) -> Agent {
-        let agent = Self::spawn(dir, config);
+        Self::start_with(Launcher::native(), dir, config)
+    }
+
+    /// [`Agent::start`] through `launcher`.
+    pub fn start_with(launcher: Launcher, dir: &Path, config: &str) -> Agent {
+        let addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().unwrap();
+        let path = write_config(dir, config, addr);
+        let agent = Self::spawn_with(launcher, dir, path, addr);
         agent.wait_ready();
         agent
     }
 
-    /// Like [`Agent::start`], without waiting for readiness.
-    pub fn spawn(dir: &Path, config: &str) -> Agent {
-        let addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().unwrap();
-        let path = write_config(dir, config, addr);
-        Self::spawn_with(dir, path, addr)
+    /// The agent's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Replaces the config file (placeholders as in [`Agent::start`]); takes effect at the
@@ -62,12 +97,17 @@ impl Agent {
     /// Starts the agent again on the same dir and config (after a kill).
     pub fn restart(&mut self) {
         self.kill9();
-        let next = Self::spawn_with(&self.dir, self.config.clone(), self.addr);
+        let next = Self::spawn_with(
+            self.launcher.clone(),
+            &self.dir,
+            self.config.clone(),
+            self.addr,
+        );
         *self = next;
         self.wait_ready();
     }
 
-    fn spawn_with(dir: &Path, config: PathBuf, addr: SocketAddr) -> Agent {
+    fn spawn_with(launcher: Launcher, dir: &Path, config: PathBuf, addr: SocketAddr) -> Agent {
         let log = dir.join(format!(
             "agent-{}.log",
             std::time::SystemTime::now()
@@ -75,7 +115,8 @@ impl Agent {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = Command::new(binary())
+        let child = launcher
+            .command()
             .args(["run", "--config"])
             .arg(&config)
             .current_dir(dir)
@@ -88,6 +129,7 @@ impl Agent {
             .expect("start outpost");
         Agent {
             child: Some(child),
+            launcher,
             addr,
             dir: dir.to_owned(),
             config,

@@ -180,6 +180,12 @@ pub fn metrics(state: &State) -> Response<Body> {
         "Monitoring points dropped because their buffer was full.",
         &one(state.points.dropped()),
     );
+    family(
+        "outpost_internal_outputs_dropped_total",
+        "counter",
+        "Timer and monitoring outputs dropped because the queue was full.",
+        &one(state.pipeline.internal_drops()),
+    );
 
     let sink = |f: &dyn Fn(&str, &crate::sinks::SinkState) -> u64| -> Vec<(String, u64)> {
         state

@@ -6,6 +6,7 @@
 mod monitoring;
 mod timers;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use outpost_pdk::{Message, SendingEvent};
@@ -39,6 +40,9 @@ pub struct Pipeline {
     pub plugins: Arc<PluginHost>,
     pub queue: Arc<Queue>,
     pub topics: Arc<TopicTemplates>,
+    /// Outputs of timers and monitoring plugins the queue refused (full): there is no
+    /// producer to answer, so they are dropped, and counted here.
+    pub internal_drops: Arc<AtomicU64>,
 }
 
 /// Which `sending_event` plugins get an event.
@@ -90,6 +94,16 @@ impl Pipeline {
     ) -> Result<Inserted, QueueError> {
         self.topics.stamp(&mut messages, handler_id);
         self.queue.insert(&messages)
+    }
+
+    /// Counts a dropped timer or monitoring output.
+    pub fn count_internal_drop(&self) {
+        self.internal_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Outputs dropped so far.
+    pub fn internal_drops(&self) -> u64 {
+        self.internal_drops.load(Ordering::Relaxed)
     }
 
     /// Waits until `inserted` is on disk.

@@ -52,6 +52,9 @@ async fn flush(points: &PointBuffer, pipeline: &Pipeline) {
                 tracing::error!(error = %e, "monitoring messages not committed");
             }
         }
-        Err(e) => tracing::warn!(error = %e, "monitoring messages dropped"),
+        Err(e) => {
+            pipeline.count_internal_drop();
+            tracing::warn!(error = %e, "monitoring messages dropped");
+        }
     }
 }

@@ -52,8 +52,12 @@ async fn run_timer(
                     tracing::error!(plugin = %plugin.name, error = %e, "tick messages not committed");
                 }
             }
-            // Already counted and logged by the plugin host / queue.
-            Err(e) => tracing::debug!(plugin = %plugin.name, error = %e, "tick produced nothing"),
+            Err(PipelineError::Queue(e)) => {
+                pipeline.count_internal_drop();
+                tracing::warn!(plugin = %plugin.name, error = %e, "tick output dropped");
+            }
+            // Already counted and logged by the plugin host.
+            Err(PipelineError::Plugin(_)) => {}
         }
     }
 }

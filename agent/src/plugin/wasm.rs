@@ -65,6 +65,7 @@ impl WasmFactory {
         let builder = PluginBuilder::new(manifest)
             .with_wasi(true)
             .with_cache_disabled()
+            .with_wasmtime_config(engine_config(sandbox))
             .with_functions(host_functions(services));
         let compiled = CompiledPlugin::new(builder)
             .map_err(|e| file_error(format!("not a loadable WASM module: {e:#}")))?;
@@ -94,6 +95,20 @@ impl WasmFactory {
             settings: serde_json::to_vec(settings).expect("settings serialise"),
         })
     }
+}
+
+/// The engine's memory layout. Wasmtime's default reserves 4 GiB of address space plus
+/// guard pages per linear memory, which fails on boards whose kernel has a 39-bit
+/// address space or strict overcommit. Reserving only the plugin's memory cap (bounds
+/// checks instead of guard regions) works everywhere, at a small cost per memory access.
+fn engine_config(sandbox: &SandboxConfig) -> wasmtime::Config {
+    let cap = u64::from(sandbox.max_memory_mb) << 20;
+    let mut config = wasmtime::Config::new();
+    config
+        .memory_reservation(cap)
+        .memory_guard_size(64 << 10)
+        .memory_reservation_for_growth(0);
+    config
 }
 
 /// Exports a plugin must have for what it declares.

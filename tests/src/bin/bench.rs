@@ -1,0 +1,839 @@
+//! Outpost benchmark: starts the real (release) agent with a scenario's config, drives
+//! it from 127.0.0.1 and prints what its users judge it by.
+//!
+//!     tests/bench.sh [scenario…]        # http mqtt backlog steady plugin smoke10k
+//!
+//! Figures: events/s accepted (202s) and delivered (at the receiver), ingest→receiver
+//! latency p50/p99 (per request; all its events share it), agent CPU seconds (from
+//! /proc/<pid>/stat), peak RSS (VmHWM), and bytes on disk per queued event.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let all = ["smoke10k", "plugin", "http", "mqtt", "steady", "backlog"];
+    let chosen: Vec<&str> = if args.is_empty() {
+        all.to_vec()
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    println!(
+        "# outpost bench: {} cores, agent {}",
+        cores(),
+        agent_binary().display()
+    );
+    for s in chosen {
+        match s {
+            "smoke10k" => smoke10k(),
+            "plugin" => plugin_overhead(),
+            "http" => http_max(),
+            "mqtt" => mqtt_max(),
+            "steady" => steady(),
+            "backlog" => backlog(),
+            other => eprintln!("unknown scenario {other}; known: {all:?}"),
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn agent_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("OUTPOST_BIN") {
+        return PathBuf::from(bin);
+    }
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("outpost")
+}
+
+// ---------------------------------------------------------------- the agent process
+
+struct Agent {
+    child: Child,
+    addr: SocketAddr,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(config: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let data = dir.path().join("data");
+        let text = config
+            .replace("{LISTEN}", &addr.to_string())
+            .replace("{DATA}", &data.display().to_string())
+            .replace("{PLUGINS}", env!("OUTPOST_TEST_PLUGINS"));
+        let path = dir.path().join("outpost.toml");
+        std::fs::write(&path, text).unwrap();
+        let child = Command::new(agent_binary())
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
+            .spawn()
+            .expect("start outpost (cargo build --release -p outpost)");
+        let agent = Agent {
+            child,
+            addr,
+            data,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while get(addr, "/v1/health").is_none() {
+            assert!(Instant::now() < deadline, "agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        agent
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// (utime + stime) in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    fn status_kb(&self, key: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.split_whitespace().nth(0)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn rss_mb(&self) -> f64 {
+        self.status_kb("VmRSS:") as f64 / 1024.0
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        self.status_kb("VmHWM:") as f64 / 1024.0
+    }
+
+    fn health(&self) -> serde_json::Value {
+        get(self.addr, "/v1/health")
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap_or_default()
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------- HTTP client
+
+/// A keep-alive HTTP/1.1 connection.
+struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            stream: BufReader::new(stream),
+        }
+    }
+
+    /// Sends a request and returns the status (body read and discarded).
+    fn send(&mut self, method: &str, path: &str, extra: &str, body: &[u8]) -> u16 {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{extra}\r\n",
+            body.len()
+        );
+        let s = self.stream.get_mut();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut line = String::new();
+        self.stream.read_line(&mut line).unwrap();
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            self.stream.read_line(&mut h).unwrap();
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut sink = vec![0; length];
+        self.stream.read_exact(&mut sink).unwrap();
+        status
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    raw.get(9..12).filter(|c| c == b"200")?;
+    Some(raw[split + 4..].to_vec())
+}
+
+/// One request body: `events` events of about `event_bytes` each. The request id
+/// carries the send time, so the receiver can compute latency without parsing JSON.
+fn body(events: usize, event_bytes: usize) -> Vec<u8> {
+    let pad = "x".repeat(event_bytes.saturating_sub(60));
+    let events: Vec<String> = (0..events)
+        .map(|i| format!("{{\"n\":{i},\"type\":\"face\",\"score\":0.97,\"pad\":\"{pad}\"}}"))
+        .collect();
+    format!(
+        "{{\"handler_id\":\"bench\",\"account_id\":\"acc\",\"events\":[{}]}}",
+        events.join(",")
+    )
+    .into_bytes()
+}
+
+/// Load: `connections` keep-alive connections posting `body` until `total` requests
+/// were sent, or `rate` requests/s overall (0: as fast as possible). Returns
+/// (accepted requests, rejected requests, elapsed).
+fn drive_load(
+    addr: SocketAddr,
+    connections: usize,
+    total: u64,
+    rate: u64,
+    body: &Arc<Vec<u8>>,
+) -> (u64, u64, Duration) {
+    let sent = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let began = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let (sent, accepted, rejected, body) = (
+                sent.clone(),
+                accepted.clone(),
+                rejected.clone(),
+                body.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                loop {
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    if rate > 0 {
+                        let due = began + Duration::from_secs_f64(n as f64 / rate as f64);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    let id = format!("X-Request-Id: r{}-{}\r\n", now_ns(), n);
+                    match conn.send("POST", "/v1/events", &id, &body) {
+                        202 => accepted.fetch_add(1, Ordering::Relaxed),
+                        _ => rejected.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    (
+        accepted.load(Ordering::Relaxed),
+        rejected.load(Ordering::Relaxed),
+        began.elapsed(),
+    )
+}
+
+// ---------------------------------------------------------------- receivers
+
+/// Counts deliveries and their latencies; keeps no bodies.
+#[derive(Default)]
+struct Tally {
+    messages: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+    last_ns: AtomicU64,
+}
+
+impl Tally {
+    fn record(&self, payload: &[u8]) {
+        let now = now_ns();
+        if let Some(sent) = find_sent_ns(payload) {
+            self.latencies_us
+                .lock()
+                .unwrap()
+                .push(now.saturating_sub(sent) / 1000);
+        }
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.last_ns.store(now, Ordering::Relaxed);
+    }
+
+    fn wait(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.messages.load(Ordering::Relaxed) < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    fn percentiles(&self) -> (f64, f64) {
+        let mut l = self.latencies_us.lock().unwrap().clone();
+        if l.is_empty() {
+            return (0.0, 0.0);
+        }
+        l.sort_unstable();
+        let p = |q: f64| l[((l.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+        (p(0.50), p(0.99))
+    }
+}
+
+/// `"Luna-Request-Id":"r<ns>-<n>"` → ns.
+fn find_sent_ns(payload: &[u8]) -> Option<u64> {
+    let key = b"\"Luna-Request-Id\":\"r";
+    let at = payload.windows(key.len()).position(|w| w == key)? + key.len();
+    let end = payload[at..].iter().position(|&b| b == b'-')?;
+    std::str::from_utf8(&payload[at..at + end])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A lean HTTP receiver on a free port: thread per connection, keep-alive, 200 to
+/// everything.
+fn http_receiver(tally: Arc<Tally>) -> SocketAddr {
+    http_receiver_on("127.0.0.1:0".parse().unwrap(), tally)
+}
+
+// ---------------------------------------------------------------- reporting
+
+struct Report {
+    name: String,
+    rows: Vec<(String, String)>,
+}
+
+impl Report {
+    fn new(name: &str) -> Report {
+        Report {
+            name: name.to_owned(),
+            rows: Vec::new(),
+        }
+    }
+    fn add(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.rows.push((key.to_owned(), value.to_string()));
+    }
+    fn print(&self) {
+        println!("\n## {}", self.name);
+        for (k, v) in &self.rows {
+            println!("  {k:<34} {v}");
+        }
+    }
+}
+
+fn http_sink_config(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[agent]
+listen = "{{LISTEN}}"
+data_dir = "{{DATA}}"
+max_body_bytes = 16777216
+[plugins]
+dir = "{{PLUGINS}}"
+active = ["event_sending_plugin_example"]
+[plugins.settings.event_sending_plugin_example]
+sink = "store"
+[sinks.store]
+type = "http"
+url = "{url}"
+retry = {{ initial_ms = 100, max_ms = 1000 }}
+[queue]
+max_bytes = 4294967296
+{extra}
+"#
+    )
+}
+
+/// How a scenario loads the agent: `requests` requests of `events` events (~1 KB each)
+/// over `connections` keep-alive connections, at `rate` requests/s (0: flat out).
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    requests: u64,
+    events: usize,
+    connections: usize,
+    rate: u64,
+}
+
+/// Runs `load` through an agent with `config`, and
+/// reports ingest and delivery figures.
+fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
+    let Load {
+        requests,
+        events,
+        connections,
+        rate,
+    } = load;
+    let agent = Agent::start(config);
+    let idle_rss = agent.rss_mb();
+    let cpu0 = agent.cpu_seconds();
+    let payload = Arc::new(body(events, 1024));
+    let first = Instant::now();
+    let (accepted, rejected, elapsed) = drive_load(agent.addr, connections, requests, rate, &payload);
+    let delivered = tally.wait(accepted, Duration::from_secs(600));
+    let total = first.elapsed();
+    let cpu = agent.cpu_seconds() - cpu0;
+    let (p50, p99) = tally.percentiles();
+    let mut r = Report::new(name);
+    r.add(
+        "requests x events (event ~1 KB)",
+        format!(
+            "{requests} x {events}, {connections} connections{}",
+            if rate > 0 {
+                format!(", {rate} req/s offered")
+            } else {
+                String::new()
+            }
+        ),
+    );
+    r.add(
+        "accepted events/s",
+        format!(
+            "{:.0}",
+            accepted as f64 * events as f64 / elapsed.as_secs_f64()
+        ),
+    );
+    r.add("rejected requests", rejected);
+    r.add(
+        "delivered events/s (first POST→last)",
+        if delivered {
+            format!(
+                "{:.0}",
+                accepted as f64 * events as f64 / total.as_secs_f64()
+            )
+        } else {
+            "incomplete".into()
+        },
+    );
+    r.add(
+        "first POST → last delivery",
+        format!("{:.2} s", total.as_secs_f64()),
+    );
+    r.add(
+        "latency p50 / p99 (ingest→receiver)",
+        format!("{p50:.2} ms / {p99:.2} ms"),
+    );
+    r.add("agent CPU seconds", format!("{cpu:.2}"));
+    r.add(
+        "agent RSS idle / peak",
+        format!("{idle_rss:.1} MB / {:.1} MB", agent.peak_rss_mb()),
+    );
+    r.add(
+        "group-commit flushes",
+        agent.health()["queue"]["flushes"].clone(),
+    );
+    r.print();
+    agent.stop();
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// An HTTP-sink scenario: WASM sending plugin, lean HTTP receiver.
+fn http_scenario(name: &str, load: Load) {
+    let tally = Arc::new(Tally::default());
+    let url = format!("http://{}/in", http_receiver(tally.clone()));
+    run_load(name, &http_sink_config(&url, ""), &tally, load);
+}
+
+/// The foundation issue's quick figure: 10,000 events in requests of 100.
+fn smoke10k() {
+    let load = Load {
+        requests: 100,
+        events: 100,
+        connections: 1,
+        rate: 0,
+    };
+    http_scenario(
+        "smoke10k: 10,000 events, requests of 100, WASM plugin, HTTP sink",
+        load,
+    );
+}
+
+/// (a) HTTP ingest → WASM sending plugin → queue → HTTP sink, max rate.
+fn http_max() {
+    let load = Load {
+        requests: 3000,
+        events: 100,
+        connections: 8,
+        rate: 0,
+    };
+    http_scenario("a) http: max rate, WASM plugin, HTTP sink", load);
+}
+
+/// (d) A fixed 10,000 events/s: latency.
+fn steady() {
+    let load = Load {
+        requests: 1000,
+        events: 100,
+        connections: 4,
+        rate: 100,
+    };
+    http_scenario("d) steady: 10,000 events/s for 10 s", load);
+}
+
+/// (b) The same into MQTT QoS 1 on a local mosquitto.
+fn mqtt_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("m.conf");
+    let user = if std::env::var("USER").as_deref() == Ok("root") || unsafe_is_root() {
+        "user root\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "{user}listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
+        ),
+    )
+    .unwrap();
+    let bin = if Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    };
+    let mut broker = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto");
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tally = Arc::new(Tally::default());
+    mqtt_subscriber(port, tally.clone());
+    let config = format!(
+        r#"
+[agent]
+listen = "{{LISTEN}}"
+data_dir = "{{DATA}}"
+max_body_bytes = 16777216
+[plugins]
+dir = "{{PLUGINS}}"
+active = ["event_sending_plugin_example"]
+[plugins.settings.event_sending_plugin_example]
+sink = "cloud"
+[sinks.cloud]
+type = "mqtt"
+url = "mqtt://127.0.0.1:{port}"
+topic = "bench/{{device_id}}"
+qos = 1
+max_packet_bytes = 4194304
+[queue]
+max_bytes = 4294967296
+"#
+    );
+    let load = Load {
+        requests: 2000,
+        events: 100,
+        connections: 8,
+        rate: 0,
+    };
+    run_load(
+        "b) mqtt: max rate, WASM plugin, MQTT QoS 1 (one message = one request of 100 events)",
+        &config,
+        &tally,
+        load,
+    );
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+fn mqtt_subscriber(port: u16, tally: Arc<Tally>) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut o = MqttOptions::new("bench-sub", "127.0.0.1", port);
+    o.set_max_packet_size(8 << 20, 8 << 20);
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = Client::new(o, 1000);
+    let ready = Arc::new(AtomicBool::new(false));
+    let flag = ready.clone();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.subscribe("bench/#", QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => flag.store(true, Ordering::Relaxed),
+                Ok(Event::Incoming(Packet::Publish(p))) => tally.record(&p.payload),
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    while !ready.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// (c) 1,000,000 events accepted with the sink down, then the drain once it is up.
+fn backlog() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/in");
+    let agent = Agent::start(&http_sink_config(&url, ""));
+    let idle_rss = agent.rss_mb();
+    let payload = Arc::new(body(100, 1024));
+    let (accepted, rejected, elapsed) = drive_load(agent.addr, 8, 10_000, 0, &payload);
+    let events = accepted * 100;
+    std::thread::sleep(Duration::from_secs(1));
+    let backlog_rss = agent.rss_mb();
+    let disk = dir_bytes(&agent.data);
+    let depth = agent.health()["queue"]["depth"].as_u64().unwrap_or(0);
+
+    // Sink up, on the port the agent retries.
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    http_receiver_on(SocketAddr::from(([127, 0, 0, 1], port)), tally.clone());
+    let drained = tally.wait(accepted, Duration::from_secs(1200));
+    let drain = started.elapsed();
+    let mut r = Report::new("c) backlog: 1,000,000 events with the sink down, then drain");
+    r.add(
+        "accepted events / rejected requests",
+        format!("{events} / {rejected}"),
+    );
+    r.add(
+        "accepted events/s (sink down)",
+        format!("{:.0}", events as f64 / elapsed.as_secs_f64()),
+    );
+    r.add("queued messages (100 events each)", depth);
+    r.add(
+        "bytes on disk per queued event",
+        format!("{:.0}", disk as f64 / events.max(1) as f64),
+    );
+    r.add(
+        "drain events/s",
+        if drained {
+            format!("{:.0}", events as f64 / drain.as_secs_f64())
+        } else {
+            "incomplete".into()
+        },
+    );
+    r.add(
+        "drain time (includes retry backoff ≤ 1 s)",
+        format!("{:.1} s", drain.as_secs_f64()),
+    );
+    r.add(
+        "agent RSS idle / with backlog / peak",
+        format!(
+            "{idle_rss:.1} / {backlog_rss:.1} / {:.1} MB",
+            agent.peak_rss_mb()
+        ),
+    );
+    r.print();
+    agent.stop();
+}
+
+fn http_receiver_on(addr: SocketAddr, tally: Arc<Tally>) -> SocketAddr {
+    let listener = TcpListener::bind(addr).unwrap();
+    let local = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let tally = tally.clone();
+            std::thread::spawn(move || serve_one(stream, &tally));
+        }
+    });
+    local
+}
+
+fn serve_one(stream: TcpStream, tally: &Tally) {
+    let _ = stream.set_nodelay(true);
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::with_capacity(256 * 1024, stream);
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        body.resize(length, 0);
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        tally.record(&body);
+        if writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Per-call overhead of the same plugin as WASM and native, and events/s through the
+/// WASM sending plugin, measured in-process on the plugin host.
+fn plugin_overhead() {
+    use outpost::config::Config;
+    use outpost::monitoring::PointBuffer;
+    use outpost::plugin::{PluginHost, SendingInput};
+    use outpost_pdk::{Event, SendingEvent};
+
+    let host = |dir: &str| {
+        let data = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[agent]\ndata_dir = \"{}\"\n[plugins]\ndir = \"{dir}\"\nactive = [\"event_sending_plugin_example\"]\n\
+             [plugins.settings.event_sending_plugin_example]\nsink = \"s\"\n[sinks.s]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
+            data.path().join("d").display()
+        );
+        let config = Config::parse(&data.path().join("o.toml"), &text).unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        PluginHost::load(
+            &config,
+            &db,
+            Arc::new(PointBuffer::new("b", 1)),
+            Arc::new(outpost_pdk::AgentStats::default),
+        )
+        .unwrap()
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let wasm = host(env!("OUTPOST_TEST_PLUGINS"));
+    let native = host(&empty.path().display().to_string());
+    let input = |events: usize| {
+        let one = String::from_utf8(body(1, 1024)).unwrap();
+        let ev = &one[one.find('[').unwrap() + 1..one.rfind(']').unwrap()];
+        SendingInput::new(SendingEvent {
+            handler_id: "h".into(),
+            account_id: "a".into(),
+            request_id: "r".into(),
+            event_create_time: "t".into(),
+            event_end_time: "t".into(),
+            events: (0..events)
+                .map(|_| Event(serde_json::value::RawValue::from_string(ev.to_owned()).unwrap()))
+                .collect(),
+        })
+    };
+    let time = |host: &PluginHost, events: usize, iterations: u32| {
+        // Each iteration gets a fresh input, so WASM pays the JSON encoding every call,
+        // as it does per request in the agent.
+        let inputs: Vec<_> = (0..iterations).map(|_| input(events)).collect();
+        let began = Instant::now();
+        for i in &inputs {
+            host.sending_event(i, None).unwrap();
+        }
+        began.elapsed() / iterations
+    };
+    let mut r = Report::new("plugin: per-call cost, event_sending_plugin_example");
+    for events in [1usize, 100] {
+        let w = time(&wasm, events, 2000);
+        let n = time(&native, events, 2000);
+        r.add(
+            &format!("{events} event(s)/call: wasm / native"),
+            format!(
+                "{:.1} µs / {:.1} µs",
+                w.as_secs_f64() * 1e6,
+                n.as_secs_f64() * 1e6
+            ),
+        );
+        if events == 100 {
+            r.add(
+                "events/s through the WASM plugin (1 thread)",
+                format!("{:.0}", 100.0 / w.as_secs_f64()),
+            );
+        }
+    }
+    for name in [
+        "event_sending_plugin_example",
+        "request_monitoring_plugin",
+        "teapot_plugin",
+        "monitoring_batcher",
+        "faulty_plugin",
+    ] {
+        let p = Path::new(env!("OUTPOST_TEST_PLUGINS")).join(format!("{name}.wasm"));
+        r.add(
+            &format!("{name}.wasm"),
+            format!("{} bytes", std::fs::metadata(p).map_or(0, |m| m.len())),
+        );
+    }
+    r.print();
+}
