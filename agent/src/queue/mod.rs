@@ -15,10 +15,11 @@
 mod commit;
 mod open;
 pub mod record;
+mod segments;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -28,7 +29,14 @@ use tokio::sync::Notify;
 use crate::config::{QueueConfig, WhenFull};
 pub use commit::GroupCommit;
 pub use open::Opened;
-use record::{DeadLetterV1, Envelope, EnvelopeRef, MessageId, RecordRef, RecordV1};
+use record::{
+    DeadLetterV1, Envelope, EnvelopeV2Ref, MessageId, Payload, PayloadRef, RecordRef, RecordV1,
+    RecordV2,
+};
+use segments::{SegmentRef, SegmentStore};
+
+/// Payloads up to this size stay in the sled record; larger ones go to a segment file.
+const INLINE_MAX: usize = 256;
 
 /// Queue errors.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +153,9 @@ pub struct Queue {
     /// overshoot `max_bytes` together. Held only for in-memory sled operations.
     admit: Mutex<()>,
     committer: GroupCommit,
+    segments: Arc<SegmentStore>,
+    /// Removals not yet flushed.
+    dirty: Arc<AtomicBool>,
     opened: Opened,
 }
 
@@ -178,8 +189,18 @@ impl Queue {
             .into_iter()
             .map(|n| (n.to_owned(), Arc::new(SinkQueue::new(n))))
             .collect();
+        // Inside the database's directory, so a corrupt database is moved aside with
+        // its payloads.
+        let segments = Arc::new(
+            SegmentStore::open(&data_dir.join("queue").join("payloads"))
+                .map_err(sled::Error::Io)?,
+        );
+        let dirty = Arc::new(AtomicBool::new(false));
         let queue = Queue {
-            committer: GroupCommit::start(db.clone()).map_err(sled::Error::Io)?,
+            committer: GroupCommit::start(db.clone(), Arc::clone(&segments), Arc::clone(&dirty))
+                .map_err(sled::Error::Io)?,
+            segments,
+            dirty,
             db,
             pending,
             dead,
@@ -200,9 +221,13 @@ impl Queue {
     /// longer configured are kept (and counted in the totals) but not delivered.
     fn rebuild_counters(&self) -> Result<(), QueueError> {
         let mut orphans: BTreeMap<String, u64> = BTreeMap::new();
+        let mut refs = Vec::new();
         for entry in self.pending.iter() {
             let (key, value) = entry?;
-            let size = (key.len() + value.len()) as u64;
+            let segment = segment_of(&value);
+            refs.extend(segment);
+            let external = segment.map_or(0, |r| u64::from(r.len));
+            let size = (key.len() + value.len()) as u64 + external;
             self.depth.fetch_add(1, Ordering::Relaxed);
             self.bytes.fetch_add(size, Ordering::Relaxed);
             match self.sink_of_key(&key) {
@@ -213,6 +238,7 @@ impl Queue {
                 None => *orphans.entry(sink_name_of_key(&key)).or_default() += 1,
             }
         }
+        self.segments.rebuild(refs).map_err(sled::Error::Io)?;
         for entry in self.dead.iter() {
             let (key, _) = entry?;
             if let Some(sink) = self.sink_of_key(&key) {
@@ -261,6 +287,22 @@ impl Queue {
     ///
     /// Blocking (sled); call it off the reactor. Applies the `when_full` policy.
     pub fn insert(&self, messages: &[Message]) -> Result<Inserted, QueueError> {
+        let mut appended = Vec::new();
+        let result = self.insert_appending(messages, &mut appended);
+        if result.is_err() {
+            // Payloads written for a batch that was refused: no record points at them.
+            for r in &appended {
+                self.segments.release(r);
+            }
+        }
+        result
+    }
+
+    fn insert_appending(
+        &self,
+        messages: &[Message],
+        appended: &mut Vec<SegmentRef>,
+    ) -> Result<Inserted, QueueError> {
         let now = now_ms();
         let mut batch = sled::Batch::default();
         let mut sizes: Vec<(Arc<SinkQueue>, u64)> = Vec::with_capacity(messages.len());
@@ -271,12 +313,24 @@ impl Queue {
                 .get(message.sink.as_str())
                 .ok_or_else(|| QueueError::UnknownSink(message.sink.to_string()))?;
             let seq = self.db.generate_id()?;
+            let bytes = message.payload();
+            let payload = if bytes.len() > INLINE_MAX {
+                let r = self.segments.append(bytes).map_err(sled::Error::Io)?;
+                appended.push(r);
+                PayloadRef::Segment(r)
+            } else {
+                PayloadRef::Inline(bytes)
+            };
             let headers: Vec<(&str, &str)> = message
                 .headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let value = EnvelopeRef::V1(RecordRef {
+            let external = match payload {
+                PayloadRef::Segment(r) => u64::from(r.len),
+                PayloadRef::Inline(_) => 0,
+            };
+            let value = EnvelopeV2Ref(RecordRef {
                 id: MessageId {
                     epoch: self.epoch,
                     seq,
@@ -286,11 +340,11 @@ impl Queue {
                 topic: message.topic.as_deref(),
                 key: message.key.as_deref(),
                 headers: &headers,
-                payload: message.payload(),
+                payload,
             })
             .encode();
             let key = sink.key(seq);
-            let size = (key.len() + value.len()) as u64;
+            let size = (key.len() + value.len()) as u64 + external;
             needed += size;
             sizes.push((Arc::clone(sink), size));
             batch.insert(key, value);
@@ -332,8 +386,12 @@ impl Queue {
         })
     }
 
-    /// Waits until `inserted` is on disk (group commit), then wakes its sinks.
+    /// Waits until `inserted` is on disk (group commit), then wakes its sinks. Nothing
+    /// inserted, nothing to wait for.
     pub async fn commit(&self, inserted: Inserted) -> Result<(), QueueError> {
+        if inserted.count == 0 {
+            return Ok(());
+        }
         self.committer.commit().await.map_err(QueueError::Commit)?;
         for sink in &inserted.sinks {
             sink.notify.notify_one();
@@ -368,12 +426,11 @@ impl Queue {
         let mut out = Vec::new();
         for entry in self.pending.scan_prefix(&sink.prefix).take(max) {
             let (key, value) = entry?;
-            match Envelope::decode(&value) {
-                Ok(Envelope::V1(record)) => out.push(stored(key, record)),
-                Ok(Envelope::DeadV1(_)) | Err(_) => {
+            match self.load(key.clone(), &value) {
+                Ok(message) => out.push(message),
+                Err(reason) => {
                     // Unreadable records must not wedge the sink: park them as dead letters.
-                    let message = "record cannot be decoded as a pending message".to_owned();
-                    tracing::error!(sink = %sink.name, key = ?key, "{message}");
+                    tracing::error!(sink = %sink.name, key = ?key, "{reason}");
                     self.dead.insert(&key, value)?;
                     self.remove(sink, &key)?;
                     sink.dead.fetch_add(1, Ordering::Relaxed);
@@ -381,6 +438,37 @@ impl Queue {
             }
         }
         Ok(out)
+    }
+
+    /// A pending record with its payload.
+    fn load(&self, key: sled::IVec, value: &[u8]) -> Result<StoredMessage, String> {
+        match Envelope::decode(value) {
+            Ok(Envelope::V1(r)) => Ok(stored(key, r)),
+            Ok(Envelope::V2(r)) => {
+                let payload = match &r.payload {
+                    Payload::Inline(bytes) => bytes.clone(),
+                    Payload::Segment(s) => self
+                        .segments
+                        .read(s)
+                        .map_err(|e| format!("payload segment unreadable: {e}"))?,
+                };
+                Ok(stored(
+                    key,
+                    RecordV1 {
+                        id: r.id,
+                        enqueued_ms: r.enqueued_ms,
+                        content_type: r.content_type,
+                        topic: r.topic,
+                        key: r.key,
+                        headers: r.headers,
+                        payload,
+                    },
+                ))
+            }
+            Ok(Envelope::DeadV1(_)) | Err(_) => {
+                Err("record cannot be decoded as a pending message".to_owned())
+            }
+        }
     }
 
     /// The sink acknowledged `message`: delete it. Blocking. Not flushed on its own: a
@@ -423,7 +511,7 @@ impl Queue {
             TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
         })?;
         if let Some(old) = removed {
-            self.account_removal(sink, message.key.len() + old.len());
+            self.account_removal(sink, message.key.len() + old.len() + self.release(&old));
         }
         sink.dead.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -440,10 +528,27 @@ impl Queue {
             let (key, value) = entry?;
             match Envelope::decode(&value) {
                 Ok(Envelope::DeadV1(d)) => out.push(d),
+                // Pending records parked here by `peek` because they could not be read.
                 Ok(Envelope::V1(record)) => out.push(DeadLetterV1 {
                     reason: "unreadable".into(),
                     failed_ms: 0,
                     record,
+                }),
+                Ok(Envelope::V2(r)) => out.push(DeadLetterV1 {
+                    reason: "payload unreadable".into(),
+                    failed_ms: 0,
+                    record: RecordV1 {
+                        id: r.id,
+                        enqueued_ms: r.enqueued_ms,
+                        content_type: r.content_type,
+                        topic: r.topic,
+                        key: r.key,
+                        headers: r.headers,
+                        payload: match r.payload {
+                            Payload::Inline(bytes) => bytes,
+                            Payload::Segment(_) => Vec::new(),
+                        },
+                    },
                 }),
                 Err(e) => {
                     return Err(QueueError::CorruptRecord {
@@ -460,10 +565,22 @@ impl Queue {
     fn remove(&self, sink: &SinkQueue, key: &[u8]) -> Result<bool, QueueError> {
         match self.pending.remove(key)? {
             Some(old) => {
-                self.account_removal(sink, key.len() + old.len());
+                self.account_removal(sink, key.len() + old.len() + self.release(&old));
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// Releases the payload segment of a removed record; returns its size.
+    fn release(&self, removed: &[u8]) -> usize {
+        self.dirty.store(true, Ordering::Relaxed);
+        match segment_of(removed) {
+            Some(r) => {
+                self.segments.release(&r);
+                r.len as usize
+            }
+            None => 0,
         }
     }
 
@@ -477,8 +594,13 @@ impl Queue {
 
     /// Flushes everything (acks included) to disk. For shutdown. Blocking.
     pub fn flush_blocking(&self) -> Result<(), QueueError> {
-        self.db.flush()?;
+        commit::flush(&self.db, &self.segments, &self.dirty)?;
         Ok(())
+    }
+
+    /// Payload segment files on disk.
+    pub fn segment_files(&self) -> usize {
+        self.segments.files()
     }
 
     /// The database, for the plugins' key-value stores (same file, own trees).
@@ -497,6 +619,17 @@ fn stored(key: sled::IVec, record: RecordV1) -> StoredMessage {
         key_: record.key,
         headers: record.headers,
         payload: Bytes::from(record.payload),
+    }
+}
+
+/// The payload segment a record points at, if any.
+fn segment_of(value: &[u8]) -> Option<SegmentRef> {
+    match Envelope::decode(value) {
+        Ok(Envelope::V2(RecordV2 {
+            payload: Payload::Segment(r),
+            ..
+        })) => Some(r),
+        _ => None,
     }
 }
 

@@ -22,7 +22,8 @@ pub fn open(path: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), sled::E
         sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500))
+            // The group committer flushes (segments first, then sled).
+            .flush_every_ms(None)
             .mode(sled::Mode::LowSpace)
     };
     match config().open() {

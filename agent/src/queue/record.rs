@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::segments::SegmentRef;
+
 /// A message's stable id: the database's random epoch and the message's sequence
 /// number. Sent as `Idempotency-Key` (HTTP) or user property (MQTT v5) so receivers
 /// can de-duplicate at-least-once delivery.
@@ -28,6 +30,28 @@ pub enum Envelope {
     V1(RecordV1),
     /// A message its sink refused permanently.
     DeadV1(DeadLetterV1),
+    /// A queued message whose payload may live in a segment file.
+    V2(RecordV2),
+}
+
+/// A queued message, version 2: like V1, with the payload inline (small ones) or in a
+/// payload segment (see `segments`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordV2 {
+    pub id: MessageId,
+    pub enqueued_ms: u64,
+    pub content_type: String,
+    pub topic: Option<String>,
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub payload: Payload,
+}
+
+/// Where a record's payload is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Payload {
+    Inline(Vec<u8>),
+    Segment(SegmentRef),
 }
 
 /// A queued message, version 1.
@@ -51,13 +75,10 @@ pub struct DeadLetterV1 {
     pub record: RecordV1,
 }
 
-/// Borrowed twin of `Envelope::V1(RecordV1)` for the write path: encoding straight from
-/// the plugin's output copies the payload once, into the encoded record. Must stay
-/// byte-compatible with `Envelope` (checked by the golden test).
-#[derive(Serialize)]
-pub(crate) enum EnvelopeRef<'a> {
-    V1(RecordRef<'a>),
-}
+/// Borrowed twin of `Envelope::V2(RecordV2)` for the write path: encoding straight from
+/// the plugin's output copies an inline payload once. Must stay byte-compatible with
+/// `Envelope` (checked by the golden test).
+pub(crate) struct EnvelopeV2Ref<'a>(pub RecordRef<'a>);
 
 #[derive(Serialize)]
 pub(crate) struct RecordRef<'a> {
@@ -67,7 +88,21 @@ pub(crate) struct RecordRef<'a> {
     pub topic: Option<&'a str>,
     pub key: Option<&'a str>,
     pub headers: &'a [(&'a str, &'a str)],
-    pub payload: &'a [u8],
+    pub payload: PayloadRef<'a>,
+}
+
+/// Borrowed twin of [`Payload`].
+#[derive(Serialize)]
+pub(crate) enum PayloadRef<'a> {
+    Inline(&'a [u8]),
+    Segment(SegmentRef),
+}
+
+impl Serialize for EnvelopeV2Ref<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Variant index 2 of `Envelope`.
+        s.serialize_newtype_variant("Envelope", 2, "V2", &self.0)
+    }
 }
 
 impl Envelope {
@@ -80,7 +115,7 @@ impl Envelope {
     }
 }
 
-impl EnvelopeRef<'_> {
+impl EnvelopeV2Ref<'_> {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
     }
@@ -120,21 +155,70 @@ mod tests {
         assert_eq!(Envelope::decode(golden).unwrap(), Envelope::V1(sample()));
     }
 
+    fn sample_v2(payload: Payload) -> RecordV2 {
+        let v1 = sample();
+        RecordV2 {
+            id: v1.id,
+            enqueued_ms: v1.enqueued_ms,
+            content_type: v1.content_type,
+            topic: v1.topic,
+            key: v1.key,
+            headers: v1.headers,
+            payload,
+        }
+    }
+
+    /// V2 is frozen too; V1 records from older agents keep decoding (golden_bytes_v1).
+    #[test]
+    fn golden_bytes_v2() {
+        let segment = SegmentRef {
+            segment: 3,
+            offset: 200,
+            len: 5,
+        };
+        let bytes = Envelope::V2(sample_v2(Payload::Segment(segment))).encode();
+        let golden: &[u8] = &[
+            2, // Envelope::V2
+            1, 0xac, 0x02, 5, 3, b'a', b'/', b'b', 0, 1, 1, b'k', 1, 1, b'h', 1, b'v',
+            1, // Payload::Segment
+            3, 0xc8, 0x01, 5, // segment 3, offset 200, len 5
+        ];
+        assert_eq!(bytes, golden);
+        assert_eq!(
+            Envelope::decode(golden).unwrap(),
+            Envelope::V2(sample_v2(Payload::Segment(segment)))
+        );
+    }
+
     #[test]
     fn borrowed_encoding_matches_owned() {
         let r = sample();
         let headers = [("h", "v")];
-        let borrowed = EnvelopeRef::V1(RecordRef {
-            id: r.id,
-            enqueued_ms: r.enqueued_ms,
-            content_type: &r.content_type,
-            topic: None,
-            key: Some("k"),
-            headers: &headers,
-            payload: &r.payload,
-        })
-        .encode();
-        assert_eq!(borrowed, Envelope::V1(r).encode());
+        let borrowed = |payload| {
+            EnvelopeV2Ref(RecordRef {
+                id: r.id,
+                enqueued_ms: r.enqueued_ms,
+                content_type: &r.content_type,
+                topic: None,
+                key: Some("k"),
+                headers: &headers,
+                payload,
+            })
+            .encode()
+        };
+        assert_eq!(
+            borrowed(PayloadRef::Inline(b"{}")),
+            Envelope::V2(sample_v2(Payload::Inline(b"{}".to_vec()))).encode()
+        );
+        let seg = SegmentRef {
+            segment: 1,
+            offset: 2,
+            len: 3,
+        };
+        assert_eq!(
+            borrowed(PayloadRef::Segment(seg)),
+            Envelope::V2(sample_v2(Payload::Segment(seg))).encode()
+        );
     }
 
     #[test]

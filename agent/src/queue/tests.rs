@@ -167,3 +167,67 @@ async fn concurrent_commits_share_flushes() {
         "100 commits took {flushes} flushes: no grouping"
     );
 }
+
+#[tokio::test]
+async fn large_payloads_live_in_segments_and_go_once_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = |n: usize| format!("{n}{}", "z".repeat(5000));
+    let expected = [big(1), big(2), "small".to_owned()];
+    {
+        let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+        let ins = q
+            .insert(&[
+                message("a", &big(1)),
+                message("a", &big(2)),
+                message("a", "small"),
+            ])
+            .unwrap();
+        q.commit(ins).await.unwrap();
+        assert_eq!(bodies(&q, "a"), expected);
+        assert!(
+            q.stats().bytes > 10_000,
+            "payload bytes count against max_bytes"
+        );
+        assert_eq!(q.segment_files(), 1);
+    }
+    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+    assert_eq!(bodies(&q, "a"), expected, "payloads survive a restart");
+    assert!(q.stats().bytes > 10_000, "and are counted again");
+    assert_eq!(q.segment_files(), 2, "the old segment and a new active one");
+    let a = q.sink("a").unwrap();
+    for m in q.peek(a, 10).unwrap() {
+        q.ack(a, &m).unwrap();
+    }
+    assert_eq!(q.stats().bytes, 0);
+    assert_eq!(q.segment_files(), 2, "kept until the removals are durable");
+    q.flush_blocking().unwrap();
+    assert_eq!(
+        q.segment_files(),
+        1,
+        "the emptied segment is gone after the flush"
+    );
+}
+
+#[tokio::test]
+async fn refused_batch_releases_its_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), &config(8192, WhenFull::Reject), ["a"]).unwrap();
+    let big = "q".repeat(3000);
+    let ins = q.insert(&[message("a", &big), message("a", &big)]).unwrap();
+    q.commit(ins).await.unwrap();
+    assert!(q.insert(&[message("a", &big), message("a", &big)]).is_err());
+    assert_eq!(q.stats().depth, 2);
+    let a = q.sink("a").unwrap();
+    for m in q.peek(a, 10).unwrap() {
+        q.ack(a, &m).unwrap();
+    }
+    q.flush_blocking().unwrap();
+    drop(q);
+    let q = Queue::open(dir.path(), &config(8192, WhenFull::Reject), ["a"]).unwrap();
+    assert_eq!(q.stats().depth, 0);
+    assert_eq!(
+        q.segment_files(),
+        1,
+        "nothing left behind but the new active segment"
+    );
+}

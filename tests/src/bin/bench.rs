@@ -390,7 +390,9 @@ impl Report {
     }
 }
 
-fn http_sink_config(url: &str, extra: &str) -> String {
+/// The agent under test: the WASM sending plugin, its messages to the sink `out`
+/// described by `sink` (the body of `[sinks.out]`), a 4 GB queue.
+fn bench_config(sink: &str) -> String {
     format!(
         r#"
 [agent]
@@ -401,16 +403,19 @@ max_body_bytes = 16777216
 dir = "{{PLUGINS}}"
 active = ["event_sending_plugin_example"]
 [plugins.settings.event_sending_plugin_example]
-sink = "store"
-[sinks.store]
-type = "http"
-url = "{url}"
-retry = {{ initial_ms = 100, max_ms = 1000 }}
+sink = "out"
+[sinks.out]
+{sink}
 [queue]
 max_bytes = 4294967296
-{extra}
 "#
     )
+}
+
+fn http_sink_config(url: &str) -> String {
+    bench_config(&format!(
+        "type = \"http\"\nurl = \"{url}\"\nretry = {{ initial_ms = 100, max_ms = 1000 }}"
+    ))
 }
 
 /// How a scenario loads the agent: `requests` requests of `events` events (~1 KB each)
@@ -437,7 +442,8 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
     let cpu0 = agent.cpu_seconds();
     let payload = Arc::new(body(events, 1024));
     let first = Instant::now();
-    let (accepted, rejected, elapsed) = drive_load(agent.addr, connections, requests, rate, &payload);
+    let (accepted, rejected, elapsed) =
+        drive_load(agent.addr, connections, requests, rate, &payload);
     let delivered = tally.wait(accepted, Duration::from_secs(600));
     let total = first.elapsed();
     let cpu = agent.cpu_seconds() - cpu0;
@@ -500,7 +506,7 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
 fn http_scenario(name: &str, load: Load) {
     let tally = Arc::new(Tally::default());
     let url = format!("http://{}/in", http_receiver(tally.clone()));
-    run_load(name, &http_sink_config(&url, ""), &tally, load);
+    run_load(name, &http_sink_config(&url), &tally, load);
 }
 
 /// The foundation issue's quick figure: 10,000 events in requests of 100.
@@ -573,27 +579,9 @@ fn mqtt_max() {
     }
     let tally = Arc::new(Tally::default());
     mqtt_subscriber(port, tally.clone());
-    let config = format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-max_body_bytes = 16777216
-[plugins]
-dir = "{{PLUGINS}}"
-active = ["event_sending_plugin_example"]
-[plugins.settings.event_sending_plugin_example]
-sink = "cloud"
-[sinks.cloud]
-type = "mqtt"
-url = "mqtt://127.0.0.1:{port}"
-topic = "bench/{{device_id}}"
-qos = 1
-max_packet_bytes = 4194304
-[queue]
-max_bytes = 4294967296
-"#
-    );
+    let config = bench_config(&format!(
+        "type = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{port}\"\ntopic = \"bench/{{device_id}}\"\nqos = 1\nmax_packet_bytes = 4194304"
+    ));
     let load = Load {
         requests: 2000,
         events: 100,
@@ -648,7 +636,7 @@ fn mqtt_subscriber(port: u16, tally: Arc<Tally>) {
 fn backlog() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/in");
-    let agent = Agent::start(&http_sink_config(&url, ""));
+    let agent = Agent::start(&http_sink_config(&url));
     let idle_rss = agent.rss_mb();
     let payload = Arc::new(body(100, 1024));
     let (accepted, rejected, elapsed) = drive_load(agent.addr, 8, 10_000, 0, &payload);
