@@ -54,6 +54,11 @@ impl PluginHost {
         stats: AgentStatsFn,
     ) -> Result<Self, LoadError> {
         let kv = db.open_tree("plugin_kv")?;
+        let cache = wasm_cache(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
+            plugin: "*".into(),
+            file: Some(config.agent.data_dir.join("wasm-cache")),
+            message: format!("cannot set up the compiled-plugin cache: {e}"),
+        })?;
         let mut plugins = Vec::new();
         for name in &config.plugins.active {
             let services = Arc::new(PluginServices::new(
@@ -66,7 +71,8 @@ impl PluginHost {
             let sandbox = config.sandbox(name);
             let path = config.plugins.dir.join(format!("{name}.wasm"));
             let (factory, file): (Box<dyn instance::InstanceFactory>, _) = if path.is_file() {
-                let f = wasm::WasmFactory::load(name, &path, &settings, &sandbox, services)?;
+                let f =
+                    wasm::WasmFactory::load(name, &path, &settings, &sandbox, services, &cache)?;
                 (Box::new(f), Some(path))
             } else if let Some(native) = native::builtin(name) {
                 (
@@ -216,6 +222,22 @@ impl PluginHost {
             plugin.close();
         }
     }
+}
+
+/// Compiled plugins are cached in `<data_dir>/wasm-cache` (wasmtime's cache, keyed by
+/// module and engine settings), so a restart loads machine code instead of running
+/// Cranelift again: faster start-up on slow boards, and Cranelift's pages untouched.
+/// Returns the cache's config file.
+fn wasm_cache(data_dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    let dir = std::path::absolute(data_dir.join("wasm-cache"))?;
+    std::fs::create_dir_all(&dir)?;
+    let file = data_dir.join("wasm-cache.toml");
+    let path = dir
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    std::fs::write(&file, format!("[cache]\ndirectory = \"{path}\"\n"))?;
+    Ok(file)
 }
 
 fn outcome<T>(result: &Result<T, PluginError>) -> &'static str {

@@ -37,6 +37,7 @@ impl WasmFactory {
         settings: &serde_json::Map<String, serde_json::Value>,
         sandbox: &SandboxConfig,
         services: Arc<PluginServices>,
+        cache_config: &Path,
     ) -> Result<Self, LoadError> {
         let file_error = |message: String| LoadError::Plugin {
             plugin: name.to_owned(),
@@ -64,7 +65,7 @@ impl WasmFactory {
         // unless granted above, no environment and no inherited stdio.
         let builder = PluginBuilder::new(manifest)
             .with_wasi(true)
-            .with_cache_disabled()
+            .with_cache_config(cache_config)
             .with_wasmtime_config(engine_config(sandbox))
             .with_functions(host_functions(services));
         let compiled = CompiledPlugin::new(builder)
