@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::ingest::{self, Metrics, State};
 use crate::monitoring::PointBuffer;
 use crate::pipeline::{run_monitoring_flusher, start_timers, Pipeline};
-use crate::plugin::{AgentStatsFn, LoadError, PluginHost};
+use crate::plugin::{HostHooks, LoadError, PluginHost};
 use crate::queue::Queue;
 use crate::sinks::{Sinks, TopicTemplates};
 use outpost_pdk::AgentStats;
@@ -44,24 +44,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(depth = stats.depth, bytes = stats.bytes, "queue opened");
 
     let points = Arc::new(PointBuffer::new(&config.agent.service_name, POINT_BUFFER));
-    let stats: AgentStatsFn = {
-        let (queue, device_id) = (Arc::clone(&queue), config.agent.device_id.clone());
+    let hooks = {
+        let (q, device_id) = (Arc::clone(&queue), config.agent.device_id.clone());
         let data_dir = config.agent.data_dir.display().to_string();
-        Arc::new(move || {
-            let q = queue.stats();
-            AgentStats {
-                device_id: device_id.clone(),
-                data_dir: data_dir.clone(),
-                queue_depth: q.depth,
-                queue_bytes: q.bytes,
-            }
-        })
+        let flusher = Arc::clone(&queue);
+        HostHooks {
+            stats: Arc::new(move || {
+                let s = q.stats();
+                AgentStats {
+                    device_id: device_id.clone(),
+                    data_dir: data_dir.clone(),
+                    queue_depth: s.depth,
+                    queue_bytes: s.bytes,
+                }
+            }),
+            kv_written: Arc::new(move || flusher.flush_soon()),
+        }
     };
     let plugins = Arc::new(PluginHost::load(
         &config,
         queue.db(),
         Arc::clone(&points),
-        stats,
+        hooks,
     )?);
     let sinks = Sinks::start(&config, &queue, &stopped)?;
 
@@ -132,7 +136,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 pub fn check(config: &Config) -> Result<Vec<String>, LoadError> {
     let db = sled::Config::new().temporary(true).open()?;
     let points = Arc::new(PointBuffer::new(&config.agent.service_name, 1));
-    let host = PluginHost::load(config, &db, points, Arc::new(AgentStats::default))?;
+    let host = PluginHost::load(config, &db, points, HostHooks::default())?;
     Ok(host
         .plugins()
         .iter()

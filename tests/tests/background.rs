@@ -126,9 +126,11 @@ fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
     agent.rewrite_config(&batcher_config(&influx.url("/write"), 600_000));
     agent.restart();
     health_requests(&agent, "kept", 5);
-    std::thread::sleep(Duration::from_millis(800)); // handed to the batcher and stored
+    // Handed to the batcher (every 100 ms), stored in its key-value store, and flushed
+    // to disk by the committer (within 500 ms of the write): then a hard kill.
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(messages_with(&influx, "kept-0"), 0, "not flushed yet");
-    assert!(agent.terminate().success());
+    agent.kill9();
     agent.rewrite_config(&batcher_config(&influx.url("/write"), 300));
     agent.restart();
     wait_for("the kept points", DELIVERY, || {

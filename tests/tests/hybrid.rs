@@ -35,7 +35,7 @@ url = "http://127.0.0.1:9/x"
         &config,
         &db,
         Arc::new(PointBuffer::new("t", 10)),
-        Arc::new(outpost_pdk::AgentStats::default),
+        outpost::plugin::HostHooks::default(),
     )
     .unwrap()
 }

@@ -16,7 +16,7 @@ use outpost_pdk::{EventType, Message, Output, Point, SourceMessage};
 
 pub use instance::{CallError, FaultKind, PluginKind, SendingInput};
 pub use loaded::{LoadedPlugin, PluginError};
-pub use services::{AgentStatsFn, PluginServices};
+pub use services::{HostHooks, PluginServices};
 
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
@@ -51,7 +51,7 @@ impl PluginHost {
         config: &Config,
         db: &sled::Db,
         points: Arc<PointBuffer>,
-        stats: AgentStatsFn,
+        hooks: HostHooks,
     ) -> Result<Self, LoadError> {
         let kv = db.open_tree("plugin_kv")?;
         let cache = wasm_cache(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
@@ -65,7 +65,7 @@ impl PluginHost {
                 name,
                 kv.clone(),
                 KV_MAX_BYTES,
-                Arc::clone(&stats),
+                hooks.clone(),
             )?);
             let settings = config.plugin_settings(name);
             let sandbox = config.sandbox(name);

@@ -14,13 +14,30 @@ use outpost_pdk::AgentStats;
 /// Longest key a plugin may use.
 const MAX_KEY_LEN: usize = 256;
 
-/// Reports the agent's figures to plugins (`outpost_agent_stats`).
-pub type AgentStatsFn = Arc<dyn Fn() -> AgentStats + Send + Sync>;
+/// What the plugin host needs from the rest of the agent.
+#[derive(Clone)]
+pub struct HostHooks {
+    /// The agent's figures, for `outpost_agent_stats`.
+    pub stats: Arc<dyn Fn() -> AgentStats + Send + Sync>,
+    /// Called after a plugin wrote its key-value store, so the queue's committer flushes
+    /// it (the store lives in the queue's database, whose flushes the committer owns).
+    pub kv_written: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Default for HostHooks {
+    /// Zero figures, nothing to flush (`outpost check`, tests).
+    fn default() -> Self {
+        HostHooks {
+            stats: Arc::new(AgentStats::default),
+            kv_written: Arc::new(|| {}),
+        }
+    }
+}
 
 /// Services of one plugin.
 pub struct PluginServices {
     plugin: String,
-    stats: AgentStatsFn,
+    hooks: HostHooks,
     kv: sled::Tree,
     prefix: Vec<u8>,
     kv_bytes: AtomicU64,
@@ -34,7 +51,7 @@ impl PluginServices {
         plugin: &str,
         kv: sled::Tree,
         kv_max_bytes: u64,
-        stats: AgentStatsFn,
+        hooks: HostHooks,
     ) -> Result<Self, sled::Error> {
         let mut prefix = plugin.as_bytes().to_vec();
         prefix.push(0);
@@ -45,7 +62,7 @@ impl PluginServices {
         }
         Ok(PluginServices {
             plugin: plugin.to_owned(),
-            stats,
+            hooks,
             kv,
             prefix,
             kv_bytes: AtomicU64::new(used),
@@ -105,6 +122,7 @@ impl HostServices for PluginServices {
             .map_err(|e| e.to_string())?;
         self.kv_bytes.fetch_add(new_size, Ordering::Relaxed);
         self.kv_bytes.fetch_sub(old_size, Ordering::Relaxed);
+        (self.hooks.kv_written)();
         Ok(())
     }
 
@@ -112,11 +130,12 @@ impl HostServices for PluginServices {
         if let Ok(Some(old)) = self.kv.remove(self.key(key)) {
             self.kv_bytes
                 .fetch_sub((key.len() + old.len()) as u64, Ordering::Relaxed);
+            (self.hooks.kv_written)();
         }
     }
 
     fn agent_stats(&self) -> AgentStats {
-        (self.stats)()
+        (self.hooks.stats)()
     }
 }
 
@@ -228,9 +247,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let tree = db.open_tree("kv").unwrap();
-        let stats: AgentStatsFn = Arc::new(AgentStats::default);
-        let a = PluginServices::new("a", tree.clone(), 100, stats.clone()).unwrap();
-        let b = PluginServices::new("b", tree.clone(), 100, stats.clone()).unwrap();
+        let writes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&writes);
+        let hooks = HostHooks {
+            kv_written: Arc::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }),
+            ..HostHooks::default()
+        };
+        let a = PluginServices::new("a", tree.clone(), 100, hooks.clone()).unwrap();
+        let b = PluginServices::new("b", tree.clone(), 100, hooks.clone()).unwrap();
         a.kv_set("k", b"one").unwrap();
         assert_eq!(a.kv_get("k").as_deref(), Some(&b"one"[..]));
         assert_eq!(b.kv_get("k"), None, "namespaced");
@@ -240,7 +266,12 @@ mod tests {
         a.kv_delete("k");
         a.kv_set("k2", &[0; 20]).unwrap();
         drop(a);
-        let again = PluginServices::new("a", tree, 100, stats).unwrap();
+        assert_eq!(
+            writes.load(Ordering::Relaxed),
+            4,
+            "every write asks for a flush"
+        );
+        let again = PluginServices::new("a", tree, 100, hooks).unwrap();
         assert_eq!(again.kv_get("k2").as_deref(), Some(&[0u8; 20][..]));
         assert!(
             again.kv_set("x", &[0; 90]).is_err(),

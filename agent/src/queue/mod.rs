@@ -598,6 +598,12 @@ impl Queue {
         Ok(())
     }
 
+    /// Asks the committer to flush within its idle interval (500 ms): for writes to the
+    /// database that no commit covers, such as the plugins' key-value stores.
+    pub fn flush_soon(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
     /// Payload segment files on disk.
     pub fn segment_files(&self) -> usize {
         self.segments.files()

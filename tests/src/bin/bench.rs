@@ -760,7 +760,7 @@ fn plugin_overhead() {
             &config,
             &db,
             Arc::new(PointBuffer::new("b", 1)),
-            Arc::new(outpost_pdk::AgentStats::default),
+            outpost::plugin::HostHooks::default(),
         )
         .unwrap()
     };
