@@ -452,18 +452,7 @@ impl Queue {
                         .read(s)
                         .map_err(|e| format!("payload segment unreadable: {e}"))?,
                 };
-                Ok(stored(
-                    key,
-                    RecordV1 {
-                        id: r.id,
-                        enqueued_ms: r.enqueued_ms,
-                        content_type: r.content_type,
-                        topic: r.topic,
-                        key: r.key,
-                        headers: r.headers,
-                        payload,
-                    },
-                ))
+                Ok(stored(key, r.with_payload(payload)))
             }
             Ok(Envelope::DeadV1(_)) | Err(_) => {
                 Err("record cannot be decoded as a pending message".to_owned())
@@ -534,22 +523,17 @@ impl Queue {
                     failed_ms: 0,
                     record,
                 }),
-                Ok(Envelope::V2(r)) => out.push(DeadLetterV1 {
-                    reason: "payload unreadable".into(),
-                    failed_ms: 0,
-                    record: RecordV1 {
-                        id: r.id,
-                        enqueued_ms: r.enqueued_ms,
-                        content_type: r.content_type,
-                        topic: r.topic,
-                        key: r.key,
-                        headers: r.headers,
-                        payload: match r.payload {
-                            Payload::Inline(bytes) => bytes,
-                            Payload::Segment(_) => Vec::new(),
-                        },
-                    },
-                }),
+                Ok(Envelope::V2(r)) => {
+                    let payload = match &r.payload {
+                        Payload::Inline(bytes) => bytes.clone(),
+                        Payload::Segment(_) => Vec::new(),
+                    };
+                    out.push(DeadLetterV1 {
+                        reason: "payload unreadable".into(),
+                        failed_ms: 0,
+                        record: r.with_payload(payload),
+                    })
+                }
                 Err(e) => {
                     return Err(QueueError::CorruptRecord {
                         key: format!("{key:?}"),

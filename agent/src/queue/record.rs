@@ -47,6 +47,21 @@ pub struct RecordV2 {
     pub payload: Payload,
 }
 
+impl RecordV2 {
+    /// The record with its payload in hand (read from its segment, or inline).
+    pub fn with_payload(self, payload: Vec<u8>) -> RecordV1 {
+        RecordV1 {
+            id: self.id,
+            enqueued_ms: self.enqueued_ms,
+            content_type: self.content_type,
+            topic: self.topic,
+            key: self.key,
+            headers: self.headers,
+            payload,
+        }
+    }
+}
+
 /// Where a record's payload is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
