@@ -548,35 +548,9 @@ fn steady() {
 /// (b) The same into MQTT QoS 1 on a local mosquitto.
 fn mqtt_max() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let conf = dir.path().join("m.conf");
-    let user = if std::env::var("USER").as_deref() == Ok("root") || unsafe_is_root() {
-        "user root\n"
-    } else {
-        ""
-    };
-    std::fs::write(
-        &conf,
-        format!(
-            "{user}listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
-        ),
-    )
-    .unwrap();
-    let bin = if Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
-    };
-    let mut broker = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let broker =
+        outpost_tests::mosquitto::Mosquitto::start(dir.path(), "max_queued_messages 1000000");
+    let port = broker.port;
     let tally = Arc::new(Tally::default());
     mqtt_subscriber(port, tally.clone());
     let config = bench_config(&format!(
@@ -594,16 +568,7 @@ fn mqtt_max() {
         &tally,
         load,
     );
-    let _ = broker.kill();
-    let _ = broker.wait();
-}
-
-fn unsafe_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.trim_ascii() == b"0")
-        .unwrap_or(false)
+    drop(broker);
 }
 
 fn mqtt_subscriber(port: u16, tally: Arc<Tally>) {
