@@ -2,7 +2,7 @@
 # Outpost benchmarks: builds the agent and the bench tool in release mode, then runs
 # the scenarios (default: all; see tests/src/bin/bench.rs) and prints the figures.
 #
-#   tests/bench.sh                  # smoke10k plugin http mqtt steady backlog
+#   tests/bench.sh                  # smoke10k plugin http http-batch mqtt mqtt-window steady backlog
 #   tests/bench.sh http steady      # some of them
 set -euo pipefail
 cd "$(dirname "$0")/.."

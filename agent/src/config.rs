@@ -191,6 +191,16 @@ impl SinkConfig {
         }
     }
 
+    /// The most messages one delivery call of this sink carries (a batched POST, an
+    /// MQTT in-flight window), so the delivery loop reads at least that many at once.
+    pub fn max_batch(&self) -> usize {
+        match self {
+            SinkConfig::Http(c) => c.batch_max_messages,
+            SinkConfig::File(_) => 64,
+            SinkConfig::Mqtt(c) => c.max_in_flight,
+        }
+    }
+
     /// The sink type's name, for health and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -210,12 +220,33 @@ pub struct HttpSinkConfig {
     /// Extra headers on every request (e.g. an API key).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Messages per POST. 1 (the default) posts each message as it is; more posts a
+    /// JSON array of the messages (see the README), which receivers with a bulk
+    /// endpoint take far faster.
+    #[serde(default = "one")]
+    pub batch_max_messages: usize,
+    /// Upper bound of a batched POST's body; a single larger message still goes alone.
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: usize,
     #[serde(default)]
     pub retry: RetryConfig,
 }
 
 fn default_http_timeout_ms() -> u64 {
     10_000
+}
+fn one() -> usize {
+    1
+}
+fn default_batch_max_bytes() -> usize {
+    1 << 20
+}
+/// Most messages in one batched POST (the delivery loop holds a batch in memory).
+pub const HTTP_MAX_BATCH: usize = 1000;
+/// Largest in-flight window of an MQTT sink (rumqttc's request channel holds it).
+pub const MQTT_MAX_IN_FLIGHT: usize = 64;
+fn default_max_in_flight() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +310,12 @@ pub struct MqttConfig {
     /// How long to wait for the broker's acknowledgement of one message.
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// Publishes sent before the first of them must be acknowledged (1 ..= 64): a
+    /// window hides the round trip to the broker. Default 1: a broker that leaves
+    /// Nagle's algorithm on (mosquitto's default) holds back its acknowledgements of a
+    /// window until the agent's delayed ACK, ~40 ms per window (see BENCHMARKS.md).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     #[serde(default)]
     pub retry: RetryConfig,
 
@@ -558,6 +595,12 @@ impl Config {
                 if http.timeout_ms == 0 {
                     return Err(self.key_error(format!("{key}.timeout_ms"), "must be positive"));
                 }
+                if !(1..=HTTP_MAX_BATCH).contains(&http.batch_max_messages) {
+                    return Err(self.key_error(
+                        format!("{key}.batch_max_messages"),
+                        format!("must be between 1 and {HTTP_MAX_BATCH}"),
+                    ));
+                }
                 for (name, value) in &http.headers {
                     if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
                         || hyper::header::HeaderValue::from_str(value).is_err()
@@ -598,6 +641,12 @@ impl Config {
                 }
                 if mqtt.ack_timeout_ms == 0 {
                     return Err(self.key_error(format!("{key}.ack_timeout_ms"), "must be positive"));
+                }
+                if !(1..=MQTT_MAX_IN_FLIGHT).contains(&mqtt.max_in_flight) {
+                    return Err(self.key_error(
+                        format!("{key}.max_in_flight"),
+                        format!("must be between 1 and {MQTT_MAX_IN_FLIGHT}"),
+                    ));
                 }
             }
         }

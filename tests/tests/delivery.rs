@@ -432,3 +432,82 @@ fn sigterm_shuts_down_cleanly_and_keeps_the_backlog() {
     agent.restart();
     assert_eq!(agent.get_json("/v1/health")["queue"]["depth"], 5);
 }
+
+#[test]
+fn batched_posts_carry_json_arrays_and_a_refused_batch_is_split_to_find_the_culprit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let open = std::sync::Arc::new(AtomicBool::new(false));
+    let gate = open.clone();
+    // 503 until every request is queued, so that the agent has a backlog to batch.
+    let receiver = Receiver::start_on(0, move |r| {
+        if !gate.load(Ordering::SeqCst) {
+            503
+        } else if r.text().contains("poison") {
+            400
+        } else {
+            200
+        }
+    });
+    let agent = Agent::start(
+        dir.path(),
+        &forward_config(&receiver.url("/bulk"), "batch_max_messages = 10"),
+    );
+    let expected: Vec<String> = (0..25)
+        .filter(|i| *i != 12)
+        .map(|i| format!("b-{i:02}"))
+        .collect();
+    for i in 0..25 {
+        let label = if i == 12 { "poison" } else { "fine" };
+        let body = json!({"handler_id": "h", "account_id": "a", "events": [{"label": label}]});
+        assert_eq!(post(&agent, &format!("b-{i:02}"), &body).status, 202);
+    }
+    open.store(true, Ordering::SeqCst);
+    wait_for("the dead letter", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sinks"]["store"]["dead_letters"] == 1 && h["queue"]["depth"] == 0).then_some(())
+    });
+
+    let mut delivered = Vec::new();
+    let mut batches = 0;
+    for r in receiver.accepted() {
+        assert!(r
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json"));
+        match r.json() {
+            serde_json::Value::Array(messages) => {
+                batches += 1;
+                assert!(
+                    messages.len() > 1 && messages.len() <= 10,
+                    "{}",
+                    messages.len()
+                );
+                let ids = r.header("outpost-message-ids").expect("ids of a batch");
+                assert_eq!(ids.split(',').count(), messages.len());
+                let key = r.header("idempotency-key").unwrap();
+                assert!(key.starts_with(ids.split(',').next().unwrap()), "{key}");
+                delivered.extend(messages);
+            }
+            message => {
+                assert!(r.header("outpost-message-ids").is_none());
+                delivered.push(message);
+            }
+        }
+    }
+    let ids: Vec<String> = delivered
+        .iter()
+        .map(|m| m["Luna-Request-Id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, expected, "each once, in order, the poison left out");
+    assert!(batches >= 2, "the backlog went out in batches");
+    let poison_alone = receiver
+        .all()
+        .iter()
+        .filter(|r| r.text().contains("poison") && !r.text().starts_with('['))
+        .count();
+    assert_eq!(
+        poison_alone, 1,
+        "the culprit was found by sending it alone once"
+    );
+}

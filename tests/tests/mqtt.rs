@@ -131,7 +131,11 @@ fn broker_outage_loses_nothing_and_keeps_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start(dir.path(), "");
     let sub = Subscriber::start(broker.port, "outpost/#");
-    let agent = Agent::start(dir.path(), &forward_to_mqtt(&broker.url(), ""));
+    // A window of publishes in flight: what an outage cuts short is resent in order.
+    let agent = Agent::start(
+        dir.path(),
+        &forward_to_mqtt(&broker.url(), "max_in_flight = 8"),
+    );
     for i in 0..10 {
         post(&agent, &format!("o-{i:02}"), "h", json!({"i": i}));
     }

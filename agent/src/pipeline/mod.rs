@@ -73,6 +73,7 @@ impl Pipeline {
             Target::All => None,
             Target::Plugin(p) => Some(p.to_owned()),
         };
+        let writer = self.queue.writer();
         let inserted = tokio::task::spawn_blocking(move || {
             let input = SendingInput::new(event);
             let messages = this.plugins.sending_event(&input, only.as_deref())?;
@@ -81,7 +82,7 @@ impl Pipeline {
         .await
         .expect("pipeline task panicked")?;
         let messages = inserted.count;
-        self.queue.commit(inserted).await?;
+        self.queue.commit_as(inserted, writer).await?;
         Ok(Accepted { events, messages })
     }
 

@@ -5,6 +5,12 @@
 //! fsyncs its log), and answers them all. A request that arrives during a flush waits
 //! for the next one, which is what makes "flushed after my insert" true.
 //!
+//! Writers announce themselves before their plugin call ([`GroupCommit::writer`]). When
+//! a commit is requested while other writers are still working, the committer gives
+//! them up to [`GATHER`] to join the same flush; a lone writer is flushed at once. Under
+//! load that halves the fsyncs (and the CPU spent around them) for at most that much
+//! latency; at low rates it changes nothing.
+//!
 //! A flush syncs the payload segments first, then sled, so a durable record never
 //! points at a payload that is not; segments emptied before the flush are deleted after
 //! it. With no commit requested, the thread still flushes every 500 ms when there is
@@ -14,10 +20,10 @@
 //! lifetime is tied to the queue (joined on drop), so the database is closed when the
 //! queue is.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -25,6 +31,20 @@ use super::segments::SegmentStore;
 
 /// How often pending deletes are flushed when nobody asks for a commit.
 const IDLE_FLUSH: Duration = Duration::from_millis(500);
+
+/// How long a commit waits at most for writers still working to join its flush.
+pub const GATHER: Duration = Duration::from_millis(1);
+
+/// A write in progress, from before its plugin call until its commit is answered (or it
+/// gave up): the committer waits briefly for these rather than flush without them.
+#[must_use = "a writer counts until it is dropped"]
+pub struct Writer(Arc<AtomicUsize>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// One flush: payload segments, then sled, then the segments that emptied before it.
 pub(super) fn flush(
@@ -40,13 +60,14 @@ pub(super) fn flush(
     Ok(())
 }
 
-type Reply = oneshot::Sender<Result<(), Arc<sled::Error>>>;
+type Reply = (oneshot::Sender<Result<(), Arc<sled::Error>>>, Writer);
 
 /// Handle to the committer thread.
 pub struct GroupCommit {
     requests: Option<mpsc::Sender<Reply>>,
     thread: Option<JoinHandle<()>>,
     flushes: Arc<AtomicU64>,
+    writers: Arc<AtomicUsize>,
 }
 
 impl GroupCommit {
@@ -60,6 +81,8 @@ impl GroupCommit {
         let (tx, rx) = mpsc::channel::<Reply>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&flushes);
+        let writers = Arc::new(AtomicUsize::new(0));
+        let working = Arc::clone(&writers);
         let thread = std::thread::Builder::new()
             .name("outpost-commit".into())
             .spawn(move || {
@@ -68,10 +91,11 @@ impl GroupCommit {
                     match rx.recv_timeout(IDLE_FLUSH) {
                         Ok(first) => {
                             waiting.push(first);
-                            waiting.extend(rx.try_iter());
+                            gather(&rx, &working, &mut waiting);
                             let result = flush(&db, &segments, &dirty).map_err(Arc::new);
                             counter.fetch_add(1, Ordering::Relaxed);
-                            for reply in waiting.drain(..) {
+                            for (reply, writer) in waiting.drain(..) {
+                                drop(writer);
                                 let _ = reply.send(result.clone());
                             }
                         }
@@ -90,17 +114,24 @@ impl GroupCommit {
             requests: Some(tx),
             thread: Some(thread),
             flushes,
+            writers,
         })
     }
 
-    /// Resolves once everything inserted before this call is on disk.
-    pub async fn commit(&self) -> Result<(), Arc<sled::Error>> {
+    /// Announces a write that will ask for a commit soon.
+    pub fn writer(&self) -> Writer {
+        self.writers.fetch_add(1, Ordering::AcqRel);
+        Writer(Arc::clone(&self.writers))
+    }
+
+    /// Resolves once everything `writer` inserted before this call is on disk.
+    pub async fn commit(&self, writer: Writer) -> Result<(), Arc<sled::Error>> {
         let closed = || Arc::new(sled::Error::Io(std::io::Error::other("committer stopped")));
         let (tx, rx) = oneshot::channel();
         self.requests
             .as_ref()
             .ok_or_else(closed)?
-            .send(tx)
+            .send((tx, writer))
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
@@ -108,6 +139,25 @@ impl GroupCommit {
     /// Number of flushes so far (requests per flush shows how well commits group).
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
+    }
+}
+
+/// Adds to `waiting` the requests that come while other writers are still working, for
+/// at most [`GATHER`].
+fn gather(rx: &mpsc::Receiver<Reply>, writers: &AtomicUsize, waiting: &mut Vec<Reply>) {
+    waiting.extend(rx.try_iter());
+    let deadline = Instant::now() + GATHER;
+    // Every waiting request holds a writer: more writers than requests means someone is
+    // still between its plugin call and its commit.
+    while writers.load(Ordering::Acquire) > waiting.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(request) => {
+                waiting.push(request);
+                waiting.extend(rx.try_iter());
+            }
+            Err(_) => break,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use outpost_pdk::{Message, SinkName};
 use tokio::sync::Notify;
 
 use crate::config::{QueueConfig, WhenFull};
-pub use commit::GroupCommit;
+pub use commit::{GroupCommit, Writer};
 pub use open::Opened;
 use record::{
     DeadLetterV1, Envelope, EnvelopeV2Ref, MessageId, Payload, PayloadRef, RecordRef, RecordV1,
@@ -389,10 +389,25 @@ impl Queue {
     /// Waits until `inserted` is on disk (group commit), then wakes its sinks. Nothing
     /// inserted, nothing to wait for.
     pub async fn commit(&self, inserted: Inserted) -> Result<(), QueueError> {
+        let writer = self.writer();
+        self.commit_as(inserted, writer).await
+    }
+
+    /// Announces a write before its (slow) preparation, e.g. a plugin call, so that
+    /// concurrent commits wait a moment to share their flush with it.
+    pub fn writer(&self) -> Writer {
+        self.committer.writer()
+    }
+
+    /// [`Queue::commit`] for a write announced with [`Queue::writer`].
+    pub async fn commit_as(&self, inserted: Inserted, writer: Writer) -> Result<(), QueueError> {
         if inserted.count == 0 {
             return Ok(());
         }
-        self.committer.commit().await.map_err(QueueError::Commit)?;
+        self.committer
+            .commit(writer)
+            .await
+            .map_err(QueueError::Commit)?;
         for sink in &inserted.sinks {
             sink.notify.notify_one();
         }

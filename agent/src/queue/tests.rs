@@ -231,3 +231,37 @@ async fn refused_batch_releases_its_payloads() {
         "nothing left behind but the new active segment"
     );
 }
+
+#[tokio::test]
+async fn commits_gather_announced_writers_and_never_wait_for_one_that_gave_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Arc::new(Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap());
+    // A lone writer is flushed without waiting for anybody.
+    let ins = q.insert(&[message("a", "alone")]).unwrap();
+    q.commit(ins).await.unwrap();
+
+    // Two writers announced; the first commits while the second is still "in its plugin
+    // call", then the second gives up: the first commit still completes.
+    let first = q.writer();
+    let second = q.writer();
+    let ins = q.insert(&[message("a", "1")]).unwrap();
+    let waiter = {
+        let q = Arc::clone(&q);
+        tokio::spawn(async move { q.commit_as(ins, first).await })
+    };
+    drop(second);
+    waiter.await.unwrap().unwrap();
+
+    // Both commit: each is answered, whether they shared a flush or not.
+    let (a, b) = (q.writer(), q.writer());
+    let (ia, ib) = (
+        q.insert(&[message("a", "2")]).unwrap(),
+        q.insert(&[message("a", "3")]).unwrap(),
+    );
+    let before = q.stats().flushes;
+    let (ra, rb) = tokio::join!(q.commit_as(ia, a), q.commit_as(ib, b));
+    ra.unwrap();
+    rb.unwrap();
+    assert!((1..=2).contains(&(q.stats().flushes - before)));
+    assert_eq!(bodies(&q, "a"), ["alone", "1", "2", "3"]);
+}

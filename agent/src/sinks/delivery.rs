@@ -6,34 +6,41 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::retry::Backoff;
-use super::{DeliveryError, SinkState, Transport};
+use super::{DeliveryError, Partial, SinkState, Transport};
 use crate::config::RetryConfig;
 use crate::queue::{Queue, SinkQueue, StoredMessage};
 
-/// Messages read from the queue per pass; bounds the loop's memory.
-const BATCH: usize = 64;
+/// Messages read from the queue per pass at least (more if the sink's batches are
+/// larger); bounds the loop's memory.
+pub(super) const BATCH: usize = 64;
 
 pub(super) struct DeliveryLoop {
     pub queue: Arc<Queue>,
     pub fifo: Arc<SinkQueue>,
     pub state: Arc<SinkState>,
     pub retry: RetryConfig,
+    /// Messages read from the queue per pass.
+    pub peek: usize,
     pub shutdown: watch::Receiver<bool>,
 }
 
 /// What became of a message in this pass.
 enum Outcome {
-    Acked(StoredMessage),
-    Refused(StoredMessage, String),
+    Acked,
+    Refused(String),
 }
 
 impl DeliveryLoop {
-    /// Delivers the sink's FIFO in order, forever: wait for messages, deliver each until
-    /// the transport acknowledges or refuses it, retrying with backoff in between, then
-    /// delete (or dead-letter) it. Stops at shutdown; a message in flight then stays
-    /// queued and is delivered again after the restart (at-least-once).
+    /// Delivers the sink's FIFO in order, forever: wait for messages, hand the head to
+    /// the transport in batches of its choosing until each message is acknowledged or
+    /// refused, retrying with backoff in between, then delete (or dead-letter) them.
+    /// Stops at shutdown; messages in flight then stay queued and are delivered again
+    /// after the restart (at-least-once).
     pub async fn run<T: Transport>(mut self, transport: T) {
         let mut backoff = Backoff::new(&self.retry);
+        // After a batch of several was refused: how many to send one by one, so that only
+        // the refused message is dead-lettered.
+        let mut isolate = 0usize;
         while !*self.shutdown.borrow() {
             let batch = match self.peek().await {
                 Ok(batch) => batch,
@@ -54,62 +61,82 @@ impl DeliveryLoop {
                 continue;
             }
             self.state.set_in_flight(batch.len() as u64);
+            // outcomes[i] is the fate of batch[i]: the loop settles messages in order.
             let mut outcomes = Vec::with_capacity(batch.len());
-            'batch: for message in batch {
-                loop {
-                    let result = tokio::select! {
-                        r = transport.deliver(&message) => r,
-                        _ = self.shutdown.changed() => break 'batch,
-                    };
-                    match result {
-                        Ok(()) => {
-                            backoff.reset();
-                            self.state.delivered();
-                            outcomes.push(Outcome::Acked(message));
+            while outcomes.len() < batch.len() {
+                let head = &batch[outcomes.len()..];
+                let n = if isolate > 0 {
+                    1
+                } else {
+                    transport.batch_len(head).clamp(1, head.len())
+                };
+                let result = tokio::select! {
+                    r = transport.deliver(&head[..n]) => r,
+                    _ = self.shutdown.changed() => break,
+                };
+                let Err(Partial { acked, error }) = result else {
+                    backoff.reset();
+                    self.state.delivered(n);
+                    outcomes.extend((0..n).map(|_| Outcome::Acked));
+                    isolate = isolate.saturating_sub(n);
+                    continue;
+                };
+                let acked = acked.min(n - 1);
+                if acked > 0 {
+                    backoff.reset();
+                    self.state.delivered(acked);
+                    outcomes.extend((0..acked).map(|_| Outcome::Acked));
+                    isolate = isolate.saturating_sub(acked);
+                }
+                match error {
+                    DeliveryError::Permanent(reason) if n - acked > 1 => {
+                        tracing::info!(sink = %self.fifo.name, %reason, messages = n - acked,
+                            "batch refused: sending its messages one by one");
+                        isolate = n - acked;
+                    }
+                    DeliveryError::Permanent(reason) => {
+                        let message = &head[acked];
+                        tracing::warn!(sink = %self.fifo.name, id = %message.id, %reason,
+                            "message refused by the sink: moved to the dead-letter tree");
+                        self.state.refused(&reason);
+                        outcomes.push(Outcome::Refused(reason));
+                        isolate = isolate.saturating_sub(1);
+                    }
+                    DeliveryError::Transient(reason) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(sink = %self.fifo.name, %reason, retry_in = ?delay,
+                            attempt = backoff.attempts(), "delivery failed");
+                        self.state.failed(&reason);
+                        if self.pause(delay).await {
                             break;
-                        }
-                        Err(DeliveryError::Permanent(reason)) => {
-                            tracing::warn!(sink = %self.fifo.name, id = %message.id, %reason,
-                                "message refused by the sink: moved to the dead-letter tree");
-                            self.state.refused(&reason);
-                            outcomes.push(Outcome::Refused(message, reason));
-                            break;
-                        }
-                        Err(DeliveryError::Transient(reason)) => {
-                            let delay = backoff.next_delay();
-                            tracing::warn!(sink = %self.fifo.name, %reason, retry_in = ?delay,
-                                attempt = backoff.attempts(), "delivery failed");
-                            self.state.failed(&reason);
-                            if self.pause(delay).await {
-                                break 'batch;
-                            }
                         }
                     }
                 }
             }
             self.state.set_in_flight(0);
-            self.settle(outcomes).await;
+            self.settle(batch, outcomes).await;
         }
     }
 
     async fn peek(&self) -> Result<Vec<StoredMessage>, crate::queue::QueueError> {
-        let (queue, fifo) = (Arc::clone(&self.queue), Arc::clone(&self.fifo));
-        tokio::task::spawn_blocking(move || queue.peek(&fifo, BATCH))
+        let (queue, fifo, max) = (Arc::clone(&self.queue), Arc::clone(&self.fifo), self.peek);
+        tokio::task::spawn_blocking(move || queue.peek(&fifo, max))
             .await
             .expect("queue read panicked")
     }
 
-    /// Deletes acknowledged messages and dead-letters refused ones, off the reactor.
-    async fn settle(&self, outcomes: Vec<Outcome>) {
+    /// Deletes acknowledged messages and dead-letters refused ones (`outcomes[i]` for
+    /// `batch[i]`), off the reactor.
+    async fn settle(&self, batch: Vec<StoredMessage>, outcomes: Vec<Outcome>) {
         if outcomes.is_empty() {
             return;
         }
         let (queue, fifo) = (Arc::clone(&self.queue), Arc::clone(&self.fifo));
         let result = tokio::task::spawn_blocking(move || {
-            for outcome in outcomes {
+            for (m, outcome) in batch.iter().zip(outcomes) {
                 match outcome {
-                    Outcome::Acked(m) => queue.ack(&fifo, &m)?,
-                    Outcome::Refused(m, reason) => queue.dead_letter(&fifo, &m, &reason)?,
+                    Outcome::Acked => queue.ack(&fifo, m)?,
+                    Outcome::Refused(reason) => queue.dead_letter(&fifo, m, &reason)?,
                 }
             }
             Ok::<_, crate::queue::QueueError>(())

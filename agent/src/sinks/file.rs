@@ -1,6 +1,6 @@
 //! File transport: appends one JSON line per message to a local file (archiving, and a
 //! sink that works with no network at all). A message counts as delivered once its line
-//! is written and `fdatasync`ed.
+//! is written and `fdatasync`ed (once per batch).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{DeliveryError, Transport};
+use super::{DeliveryError, Partial, Transport};
 use crate::config::FileSinkConfig;
 use crate::queue::StoredMessage;
 
@@ -65,8 +65,13 @@ fn line(message: &StoredMessage) -> Vec<u8> {
 }
 
 impl Transport for FileTransport {
-    async fn deliver(&self, message: &StoredMessage) -> Result<(), DeliveryError> {
-        let bytes = line(message);
+    /// Everything at hand: one write and one `fdatasync` per batch.
+    fn batch_len(&self, head: &[StoredMessage]) -> usize {
+        head.len()
+    }
+
+    async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
+        let bytes: Vec<u8> = batch.iter().flat_map(line).collect();
         let (path, file) = (self.path.clone(), Arc::clone(&self.file));
         tokio::task::spawn_blocking(move || {
             let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,6 +95,7 @@ impl Transport for FileTransport {
             })
         })
         .await
-        .map_err(|e| DeliveryError::Transient(format!("file write task failed: {e}")))?
+        .map_err(|e| DeliveryError::Transient(format!("file write task failed: {e}")))??;
+        Ok(())
     }
 }

@@ -1,30 +1,45 @@
-//! HTTP transport: one POST per message over a pooled keep-alive connection.
+//! HTTP transport: POSTs over a pooled keep-alive connection, one message per request
+//! or, with `batch_max_messages > 1`, a JSON array of consecutive JSON messages.
+//!
+//! A single message is posted as it is, with its id as `Idempotency-Key`. A batch body
+//! is `[m1,m2,…]` (the messages' bytes, never re-encoded), with `Idempotency-Key:
+//! <first id>-<last id>` and every id, in order, in `Outpost-Message-Ids`: a retry
+//! may cut the FIFO into different batches, so receivers de-duplicate per message.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{HeaderMap, Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::{DeliveryError, Transport};
+use super::{DeliveryError, Partial, Transport};
 use crate::config::HttpSinkConfig;
 use crate::queue::StoredMessage;
 
 /// Header carrying the message id, so the receiver can drop duplicates.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// Header listing the ids of a batch's messages, comma-separated, in body order.
+pub const MESSAGE_IDS: &str = "outpost-message-ids";
+
 /// How much of an error response body is kept for the dead-letter reason.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 pub(super) struct HttpTransport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, Chunks>,
     uri: Uri,
     timeout: Duration,
     headers: HeaderMap,
+    batch_max_messages: usize,
+    batch_max_bytes: usize,
 }
 
 impl HttpTransport {
@@ -47,22 +62,50 @@ impl HttpTransport {
             uri: config.url.parse()?,
             timeout: Duration::from_millis(config.timeout_ms),
             headers,
+            batch_max_messages: config.batch_max_messages,
+            batch_max_bytes: config.batch_max_bytes,
         })
     }
 
-    fn request(&self, message: &StoredMessage) -> Result<Request<Full<Bytes>>, DeliveryError> {
-        let mut request = Request::builder()
+    /// The request for `batch`: the message itself if alone, else a JSON array.
+    fn request(&self, batch: &[StoredMessage]) -> Result<Request<Chunks>, DeliveryError> {
+        let (first, last) = match batch {
+            [first, .., last] => (first, last),
+            [message] => (message, message),
+            [] => unreachable!("the delivery loop never sends an empty batch"),
+        };
+        let builder = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
-            .header(CONTENT_TYPE, message.content_type.as_str())
-            .header(IDEMPOTENCY_KEY, message.id.to_string())
-            .body(Full::new(message.payload.clone()))
+            .header(CONTENT_TYPE, first.content_type.as_str());
+        let (builder, body) = if batch.len() == 1 {
+            let body = Chunks::from(vec![first.payload.clone()]);
+            (builder.header(IDEMPOTENCY_KEY, first.id.to_string()), body)
+        } else {
+            let ids: Vec<String> = batch.iter().map(|m| m.id.to_string()).collect();
+            let mut chunks = Vec::with_capacity(batch.len() * 2 + 1);
+            for m in batch {
+                chunks.push(Bytes::from_static(if chunks.is_empty() {
+                    b"["
+                } else {
+                    b","
+                }));
+                chunks.push(m.payload.clone());
+            }
+            chunks.push(Bytes::from_static(b"]"));
+            let builder = builder
+                .header(IDEMPOTENCY_KEY, format!("{}-{}", first.id, last.id))
+                .header(MESSAGE_IDS, ids.join(","));
+            (builder, Chunks::from(chunks))
+        };
+        let mut request = builder
+            .body(body)
             .map_err(|e| DeliveryError::Permanent(format!("cannot build request: {e}")))?;
         let headers = request.headers_mut();
         for (name, value) in &self.headers {
             headers.insert(name, value.clone());
         }
-        for (name, value) in &message.headers {
+        for (name, value) in &first.headers {
             match (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),
@@ -81,9 +124,40 @@ impl HttpTransport {
     }
 }
 
+/// Whether `m` may join a batch that starts with `first`: a JSON body (so the array is
+/// valid JSON) with the same content type and plugin headers.
+fn batchable(first: &StoredMessage, m: &StoredMessage) -> bool {
+    m.content_type.starts_with("application/json")
+        && m.content_type == first.content_type
+        && m.headers == first.headers
+}
+
 impl Transport for HttpTransport {
-    async fn deliver(&self, message: &StoredMessage) -> Result<(), DeliveryError> {
-        let request = self.request(message)?;
+    fn batch_len(&self, head: &[StoredMessage]) -> usize {
+        let first = &head[0];
+        if self.batch_max_messages == 1 || !batchable(first, first) {
+            return 1;
+        }
+        let mut bytes = 2 + first.payload.len();
+        let mut n = 1;
+        for m in &head[1..head.len().min(self.batch_max_messages)] {
+            bytes += 1 + m.payload.len();
+            if bytes > self.batch_max_bytes || !batchable(first, m) {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
+        Ok(self.post(batch).await?)
+    }
+}
+
+impl HttpTransport {
+    async fn post(&self, batch: &[StoredMessage]) -> Result<(), DeliveryError> {
+        let request = self.request(batch)?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
                 DeliveryError::Transient(format!("{}: {}", self.uri, error_chain(&e)))
@@ -106,6 +180,47 @@ impl Transport for HttpTransport {
                 ))
             })??;
         classify(status, &body)
+    }
+}
+
+/// A request body of several buffers, written without joining them (hyper writes them
+/// with one vectored write).
+pub(super) struct Chunks {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl From<Vec<Bytes>> for Chunks {
+    fn from(chunks: Vec<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Chunks {
+            chunks: chunks.into(),
+            remaining,
+        }
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 

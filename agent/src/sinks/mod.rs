@@ -35,13 +35,38 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
-/// How one message leaves the device.
+/// A batch the remote side did not wholly acknowledge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    /// How many messages at the head of the batch were acknowledged.
+    pub acked: usize,
+    /// Why the next one was not.
+    pub error: DeliveryError,
+}
+
+impl From<DeliveryError> for Partial {
+    fn from(error: DeliveryError) -> Self {
+        Partial { acked: 0, error }
+    }
+}
+
+/// How messages leave the device.
+///
+/// The delivery loop hands a transport the head of its FIFO; the transport says how
+/// much of it one call takes ([`batch_len`](Transport::batch_len): messages per request
+/// or an in-flight window), so the round trip is paid per batch, not per message.
 pub trait Transport: Send + Sync + 'static {
-    /// Delivers `message`; `Ok` means the remote side acknowledged it.
-    fn deliver(
-        &self,
-        message: &StoredMessage,
-    ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+    /// How many of `head` (never empty) the next [`deliver`](Transport::deliver) may
+    /// carry; at least 1.
+    fn batch_len(&self, head: &[StoredMessage]) -> usize {
+        let _ = head;
+        1
+    }
+
+    /// Delivers `batch` in order; `Ok` means the remote side acknowledged all of it.
+    /// A [`DeliveryError::Permanent`] for a batch of several messages does not say which
+    /// one was refused: the loop then retries them one by one.
+    fn deliver(&self, batch: &[StoredMessage]) -> impl Future<Output = Result<(), Partial>> + Send;
 }
 
 /// The running sinks.
@@ -67,6 +92,7 @@ impl Sinks {
                 fifo,
                 state: Arc::clone(&state),
                 retry: sink.retry().clone(),
+                peek: sink.max_batch().max(delivery::BATCH),
                 shutdown: shutdown.clone(),
             };
             let task = match sink {

@@ -1,5 +1,7 @@
 //! MQTT transport: a message leaves the queue only when the broker acknowledged it
 //! (PUBACK for QoS 1, PUBCOMP for QoS 2; QoS 0 once written to the connection).
+//! Up to `max_in_flight` publishes go out before the first acknowledgement is awaited;
+//! the delivery loop deletes the acknowledged prefix.
 //!
 //! rumqttc assigns packet ids and reports `Outgoing::Publish(pkid)` in the order
 //! publishes were enqueued; the transport matches those to its waiters in that order,
@@ -21,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch, Notify};
 
 use super::retry::Backoff;
-use super::{DeliveryError, SinkState, Transport};
+use super::{DeliveryError, Partial, SinkState, Transport};
 use crate::config::{MqttConfig, MqttProtocol};
 use crate::mqtt::{self, Client, EventLoop, SessionEvent};
 use crate::queue::StoredMessage;
@@ -59,6 +61,7 @@ pub(super) struct MqttTransport {
     max_packet: usize,
     v5: bool,
     ack_timeout: Duration,
+    max_in_flight: usize,
     /// For records queued without a topic (e.g. before the sink became MQTT).
     fallback_topic: String,
 }
@@ -103,6 +106,7 @@ impl MqttTransport {
             max_packet: config.max_packet_bytes,
             v5: config.protocol == MqttProtocol::V5,
             ack_timeout: Duration::from_millis(config.ack_timeout_ms),
+            max_in_flight: config.max_in_flight,
             fallback_topic: template
                 .replace("{device_id}", device_id)
                 .replace("{sink}", sink)
@@ -122,47 +126,69 @@ impl MqttTransport {
 }
 
 impl Transport for MqttTransport {
-    async fn deliver(&self, message: &StoredMessage) -> Result<(), DeliveryError> {
-        let topic = message.topic.as_deref().unwrap_or(&self.fallback_topic);
-        let size = self.packet_size(topic, message);
-        if size > self.max_packet {
-            return Err(DeliveryError::Permanent(format!(
-                "message of {size} bytes exceeds max_packet_bytes {}",
-                self.max_packet
-            )));
-        }
-        let acked = {
+    /// The in-flight window: that many publishes go out before the first acknowledgement
+    /// is awaited.
+    fn batch_len(&self, head: &[StoredMessage]) -> usize {
+        head.len().min(self.max_in_flight)
+    }
+
+    async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
+        let mut acks = Vec::with_capacity(batch.len());
+        // Why the publishes stopped short of the whole batch, if they did.
+        let mut cut = None;
+        {
             let mut conn = lock(&self.conn);
             if !conn.connected {
-                return Err(DeliveryError::Transient(
-                    "not connected to the broker".into(),
-                ));
+                return Err(DeliveryError::Transient("not connected to the broker".into()).into());
             }
-            self.client
-                .try_publish(
+            for message in batch {
+                let topic = message.topic.as_deref().unwrap_or(&self.fallback_topic);
+                let size = self.packet_size(topic, message);
+                if size > self.max_packet {
+                    cut = Some(DeliveryError::Permanent(format!(
+                        "message of {size} bytes exceeds max_packet_bytes {}",
+                        self.max_packet
+                    )));
+                    break;
+                }
+                let published = self.client.try_publish(
                     topic,
                     self.qos,
                     self.retain,
                     message.payload.clone(),
                     &message.id.to_string(),
                     &message.content_type,
-                )
-                .map_err(|e| DeliveryError::Transient(format!("publish: {e}")))?;
-            let (tx, rx) = oneshot::channel();
-            conn.unassigned.push_back(tx);
-            rx
-        };
-        match tokio::time::timeout(self.ack_timeout, acked).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(DeliveryError::Transient("connection reset".into())),
-            Err(_) => {
-                lock(&self.conn).fail_all("superseded");
-                self.reconnect.notify_one();
-                Err(DeliveryError::Transient(format!(
-                    "no acknowledgement within {:?}; reconnecting",
-                    self.ack_timeout
-                )))
+                );
+                if let Err(e) = published {
+                    cut = Some(DeliveryError::Transient(format!("publish: {e}")));
+                    break;
+                }
+                let (tx, rx) = oneshot::channel();
+                conn.unassigned.push_back(tx);
+                acks.push(rx);
             }
+        }
+        let sent = acks.len();
+        let deadline = tokio::time::Instant::now() + self.ack_timeout;
+        for (acked, ack) in acks.into_iter().enumerate() {
+            let error = match tokio::time::timeout_at(deadline, ack).await {
+                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Err(e))) => e,
+                Ok(Err(_)) => DeliveryError::Transient("connection reset".into()),
+                Err(_) => {
+                    lock(&self.conn).fail_all("superseded");
+                    self.reconnect.notify_one();
+                    DeliveryError::Transient(format!(
+                        "no acknowledgement within {:?}; reconnecting",
+                        self.ack_timeout
+                    ))
+                }
+            };
+            return Err(Partial { acked, error });
+        }
+        match cut {
+            Some(error) => Err(Partial { acked: sent, error }),
+            None => Ok(()),
         }
     }
 }

@@ -73,10 +73,10 @@ impl SinkState {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
     }
 
-    pub(super) fn delivered(&self) {
+    pub(super) fn delivered(&self, n: usize) {
         self.status
             .store(SinkStatus::Connected as u8, Ordering::Relaxed);
-        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The remote side answered, but refused the message for good.
