@@ -193,10 +193,11 @@ impl SinkConfig {
 
     /// The most messages one delivery call of this sink carries (a batched POST, an
     /// MQTT in-flight window), so the delivery loop reads at least that many at once.
+    /// The file sink takes whatever one read brought, so it asks for nothing more.
     pub fn max_batch(&self) -> usize {
         match self {
             SinkConfig::Http(c) => c.batch_max_messages,
-            SinkConfig::File(_) => 64,
+            SinkConfig::File(_) => 1,
             SinkConfig::Mqtt(c) => c.max_in_flight,
         }
     }

@@ -538,9 +538,9 @@ impl Queue {
                     failed_ms: 0,
                     record,
                 }),
-                Ok(Envelope::V2(r)) => {
-                    let payload = match &r.payload {
-                        Payload::Inline(bytes) => bytes.clone(),
+                Ok(Envelope::V2(mut r)) => {
+                    let payload = match &mut r.payload {
+                        Payload::Inline(bytes) => std::mem::take(bytes),
                         Payload::Segment(_) => Vec::new(),
                     };
                     out.push(DeadLetterV1 {

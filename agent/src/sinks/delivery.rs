@@ -74,20 +74,17 @@ impl DeliveryLoop {
                     r = transport.deliver(&head[..n]) => r,
                     _ = self.shutdown.changed() => break,
                 };
-                let Err(Partial { acked, error }) = result else {
-                    backoff.reset();
-                    self.state.delivered(n);
-                    outcomes.extend((0..n).map(|_| Outcome::Acked));
-                    isolate = isolate.saturating_sub(n);
-                    continue;
+                let (acked, error) = match result {
+                    Ok(()) => (n, None),
+                    Err(Partial { acked, error }) => (acked.min(n - 1), Some(error)),
                 };
-                let acked = acked.min(n - 1);
                 if acked > 0 {
                     backoff.reset();
                     self.state.delivered(acked);
                     outcomes.extend((0..acked).map(|_| Outcome::Acked));
                     isolate = isolate.saturating_sub(acked);
                 }
+                let Some(error) = error else { continue };
                 match error {
                     DeliveryError::Permanent(reason) if n - acked > 1 => {
                         tracing::info!(sink = %self.fifo.name, %reason, messages = n - acked,

@@ -7,6 +7,7 @@
 //! may cut the FIFO into different batches, so receivers de-duplicate per message.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -82,20 +83,21 @@ impl HttpTransport {
             let body = Chunks::from(vec![first.payload.clone()]);
             (builder.header(IDEMPOTENCY_KEY, first.id.to_string()), body)
         } else {
-            let ids: Vec<String> = batch.iter().map(|m| m.id.to_string()).collect();
+            let mut ids = String::with_capacity(batch.len() * 33);
             let mut chunks = Vec::with_capacity(batch.len() * 2 + 1);
             for m in batch {
-                chunks.push(Bytes::from_static(if chunks.is_empty() {
-                    b"["
-                } else {
-                    b","
-                }));
+                let separator = if chunks.is_empty() { "[" } else { "," };
+                chunks.push(Bytes::from_static(separator.as_bytes()));
                 chunks.push(m.payload.clone());
+                if !ids.is_empty() {
+                    ids.push(',');
+                }
+                write!(ids, "{}", m.id).expect("writing to a String cannot fail");
             }
             chunks.push(Bytes::from_static(b"]"));
             let builder = builder
                 .header(IDEMPOTENCY_KEY, format!("{}-{}", first.id, last.id))
-                .header(MESSAGE_IDS, ids.join(","));
+                .header(MESSAGE_IDS, ids);
             (builder, Chunks::from(chunks))
         };
         let mut request = builder
@@ -121,6 +123,33 @@ impl HttpTransport {
             }
         }
         Ok(request)
+    }
+
+    /// POSTs `batch` and classifies the answer.
+    async fn post(&self, batch: &[StoredMessage]) -> Result<(), DeliveryError> {
+        let request = self.request(batch)?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                DeliveryError::Transient(format!("{}: {}", self.uri, error_chain(&e)))
+            })?;
+            let status = response.status();
+            // Read the body to the end so the connection goes back to the pool.
+            let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, DeliveryError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                DeliveryError::Transient(format!(
+                    "{}: no answer within {:?}",
+                    self.uri, self.timeout
+                ))
+            })??;
+        classify(status, &body)
     }
 }
 
@@ -152,34 +181,6 @@ impl Transport for HttpTransport {
 
     async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
         Ok(self.post(batch).await?)
-    }
-}
-
-impl HttpTransport {
-    async fn post(&self, batch: &[StoredMessage]) -> Result<(), DeliveryError> {
-        let request = self.request(batch)?;
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                DeliveryError::Transient(format!("{}: {}", self.uri, error_chain(&e)))
-            })?;
-            let status = response.status();
-            // Read the body to the end so the connection goes back to the pool.
-            let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            Ok::<_, DeliveryError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| {
-                DeliveryError::Transient(format!(
-                    "{}: no answer within {:?}",
-                    self.uri, self.timeout
-                ))
-            })??;
-        classify(status, &body)
     }
 }
 
