@@ -1,129 +1,127 @@
-//! Assembles the agent — queue, plugins, sinks, ingest — runs it, and shuts it down in
-//! the order that loses nothing: stop accepting, finish in-flight requests, flush the
-//! last monitoring points, stop delivery, close plugins, flush the queue.
+//! Assembles the agent — queue, plugins, sinks, sources, API — runs it, and shuts it
+//! down in the order that loses nothing: stop accepting, finish in-flight requests,
+//! flush the last monitoring points, stop delivery, close plugins, flush the queue.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::ingest::{self, Metrics, State};
 use crate::monitoring::PointBuffer;
+use crate::operator::Status;
 use crate::pipeline::{run_monitoring_flusher, start_timers, Pipeline};
-use crate::plugin::{HostHooks, LoadError, PluginHost};
+use crate::plugin::{HostContext, LoadError, PluginHost, StatsFn};
 use crate::queue::Queue;
+use crate::server::{Api, ApiCounters};
 use crate::sinks::{Sinks, TopicTemplates};
 use outpost_pdk::AgentStats;
 
 /// Monitoring points held between flushes before new ones are dropped (and counted).
 const POINT_BUFFER: usize = 100_000;
 
-/// Environment variable that overrides `agent.auth_token`.
-pub const AUTH_TOKEN_ENV: &str = "OUTPOST_AUTH_TOKEN";
-
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.prepare_dirs()?;
     let (stop, stopped) = watch::channel(false);
-    let queue = Arc::new(
-        Queue::open(
-            &config.agent.data_dir,
-            &config.queue,
-            config.sinks.keys().map(String::as_str),
-        )
-        .with_context(|| {
-            format!(
-                "cannot open the queue in {}",
-                config.agent.data_dir.display()
-            )
-        })?,
-    );
-    let stats = queue.stats();
-    tracing::info!(depth = stats.depth, bytes = stats.bytes, "queue opened");
-
+    let queue = open_queue(&config)?;
     let points = Arc::new(PointBuffer::new(&config.agent.service_name, POINT_BUFFER));
-    let hooks = {
-        let (q, device_id) = (Arc::clone(&queue), config.agent.device_id.clone());
-        let data_dir = config.agent.data_dir.display().to_string();
-        let flusher = Arc::clone(&queue);
-        HostHooks {
-            stats: Arc::new(move || {
-                let s = q.stats();
-                AgentStats {
-                    device_id: device_id.clone(),
-                    data_dir: data_dir.clone(),
-                    queue_depth: s.depth,
-                    queue_bytes: s.bytes,
-                }
-            }),
-            kv_written: Arc::new(move || flusher.flush_soon()),
-        }
-    };
     let plugins = Arc::new(PluginHost::load(
         &config,
-        queue.db(),
-        Arc::clone(&points),
-        hooks,
+        HostContext {
+            kv: queue.kv_stores()?,
+            points: Arc::clone(&points),
+            stats: agent_stats(&config, &queue),
+        },
     )?);
-    let sinks = Sinks::start(&config, &queue, &stopped)?;
+    crate::sources::check_wiring(&config, &plugins).map_err(LoadError::from)?;
+    let topics = TopicTemplates::from_config(&config);
+    let sinks = Sinks::start(&config, &queue, &topics, &stopped)?;
 
-    let addr = config.agent.listen_addr();
+    let addr = config.agent.listen;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (agent.listen)"))?;
     tracing::info!(%addr, device_id = %config.agent.device_id, "outpost listening");
 
-    let auth_token = std::env::var(AUTH_TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or_else(|| config.agent.auth_token.clone());
-    let pipeline = Pipeline {
-        plugins: Arc::clone(&plugins),
-        queue: Arc::clone(&queue),
-        topics: Arc::new(TopicTemplates::from_config(&config)),
-        internal_drops: Arc::default(),
-    };
-    let timers = start_timers(&pipeline, &stopped);
+    let pipeline = Pipeline::new(Arc::clone(&plugins), Arc::clone(&queue), topics);
+    let mut producers = start_timers(&pipeline, &stopped);
     let (source_states, sources) = crate::sources::start(&config, &pipeline, &stopped)?;
+    producers.extend(sources);
     let flusher = tokio::spawn(run_monitoring_flusher(
         Arc::clone(&points),
         pipeline.clone(),
-        Duration::from_millis(config.plugins.monitoring_flush_ms),
+        config.plugins.monitoring_flush,
         stopped.clone(),
     ));
-    let state = Arc::new(State {
+    let api = Arc::new(Api {
         pipeline,
-        sources: source_states,
-        sinks: sinks.states().clone(),
-        points: Arc::clone(&points),
-        metrics: Metrics::default(),
-        auth_token,
-        max_body_bytes: config.agent.max_body_bytes,
-        device_id: config.agent.device_id.clone(),
-        started: Instant::now(),
+        status: Status {
+            queue: Arc::clone(&queue),
+            sinks: sinks.states().clone(),
+            sources: source_states,
+            points,
+            device_id: config.agent.device_id.clone(),
+            started: Instant::now(),
+        },
+        counters: ApiCounters::default(),
+        auth_token: config.agent.auth_token.clone(),
+        limits: config.agent.limits,
     });
-    let server = tokio::spawn(ingest::serve(
-        listener,
-        state,
-        Duration::from_millis(config.agent.header_read_timeout_ms),
-        stopped.clone(),
-    ));
+    let server = tokio::spawn(crate::server::serve(listener, api, stopped.clone()));
 
-    wait_for_signal().await;
+    wait_for_signal().await?;
     tracing::info!("shutting down: no new requests; finishing in-flight ones");
     let _ = stop.send(true);
+    shut_down(server, producers, flusher, sinks, plugins, queue).await
+}
+
+/// Opens the queue in the data dir for the configured sinks.
+fn open_queue(config: &Config) -> anyhow::Result<Arc<Queue>> {
+    let dir = &config.agent.data_dir;
+    let queue = Queue::open(dir, &config.queue, config.sinks.keys().map(String::as_str))
+        .with_context(|| format!("cannot open the queue in {}", dir.display()))?;
+    let stats = queue.stats();
+    tracing::info!(depth = stats.depth, bytes = stats.bytes, "queue opened");
+    Ok(Arc::new(queue))
+}
+
+/// The figures `outpost_agent_stats` gives plugins.
+fn agent_stats(config: &Config, queue: &Arc<Queue>) -> StatsFn {
+    let (queue, device_id) = (Arc::clone(queue), config.agent.device_id.clone());
+    let data_dir = config.agent.data_dir.display().to_string();
+    Arc::new(move || {
+        let s = queue.stats();
+        AgentStats {
+            device_id: device_id.clone(),
+            data_dir: data_dir.clone(),
+            queue_depth: s.depth,
+            queue_bytes: s.bytes,
+        }
+    })
+}
+
+/// After the stop signal: waits for each part in the order that loses nothing.
+async fn shut_down(
+    server: JoinHandle<()>,
+    producers: Vec<JoinHandle<()>>,
+    flusher: JoinHandle<()>,
+    sinks: Sinks,
+    plugins: Arc<PluginHost>,
+    queue: Arc<Queue>,
+) -> anyhow::Result<()> {
     let _ = server.await;
-    for task in timers.into_iter().chain(sources) {
+    for task in producers {
         let _ = task.await;
     }
     let _ = flusher.await;
     sinks.join().await;
-    let (p, q) = (Arc::clone(&plugins), Arc::clone(&queue));
     tokio::task::spawn_blocking(move || {
-        p.close();
-        q.flush_blocking()
+        plugins.close();
+        queue.flush_blocking()
     })
     .await?
     .context("final queue flush failed")?;
@@ -134,9 +132,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Validates the config and loads every plugin (into a throw-away store), as `run`
 /// would, without touching the data dir's queue.
 pub fn check(config: &Config) -> Result<Vec<String>, LoadError> {
-    let db = sled::Config::new().temporary(true).open()?;
-    let points = Arc::new(PointBuffer::new(&config.agent.service_name, 1));
-    let host = PluginHost::load(config, &db, points, HostHooks::default())?;
+    let host = PluginHost::load(config, HostContext::detached(config)?)?;
+    crate::sources::check_wiring(config, &host)?;
     Ok(host
         .plugins()
         .iter()
@@ -144,11 +141,10 @@ pub fn check(config: &Config) -> Result<Vec<String>, LoadError> {
         .collect())
 }
 
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("cannot install the SIGTERM handler");
+async fn wait_for_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
     }
 }

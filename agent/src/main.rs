@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use outpost::config::{Config, LogFormat};
+use outpost::config::{Config, ConfigError, LogFormat};
 use outpost::plugin::LoadError;
 
 /// Offline-tolerant edge event agent.
@@ -83,7 +83,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                 println!("  plugin {p}");
             }
             for (name, sink) in &config.sinks {
-                println!("  sink {name} ({})", sink.kind());
+                println!("  sink {name} ({})", sink.kind_name());
             }
             ExitCode::SUCCESS
         }
@@ -125,7 +125,8 @@ fn run(path: &std::path::Path, log_format: Option<Format>) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<LoadError>().is_some() {
+            if e.downcast_ref::<LoadError>().is_some() || e.downcast_ref::<ConfigError>().is_some()
+            {
                 ExitCode::from(EXIT_CONFIG)
             } else {
                 ExitCode::FAILURE

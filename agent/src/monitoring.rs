@@ -76,7 +76,7 @@ impl PointBuffer {
         if !self.enabled() {
             return;
         }
-        let time = now_ns();
+        let time = crate::clock::now_ns();
         let route = format!("{method}:{path}");
         let base = |series: &str| {
             Point::new(series, time)
@@ -98,17 +98,11 @@ impl PointBuffer {
         if !self.enabled() {
             return;
         }
-        self.extend([Point::new("plugin_calls", now_ns())
+        self.extend([Point::new("plugin_calls", crate::clock::now_ns())
             .tag("service", self.service.as_str())
             .tag("plugin", plugin)
             .tag("callback", callback)
             .tag("outcome", outcome)
             .field("duration_us", elapsed.as_micros() as u64)]);
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }

@@ -39,9 +39,10 @@
 //! |---------------------|----------------------------|--------|
 //! | `outpost_log`       | level (`trace`…`error`), message | none |
 //! | `outpost_now_ms`    | none                       | u64, little-endian, Unix ms |
-//! | `outpost_kv_get`    | key                        | `[0]` if absent, `[1, value…]` if present |
+//! | `outpost_kv_get`    | key                        | `[0]` if absent, `[1, value…]` if present, `[2, error text…]` if the store failed |
 //! | `outpost_kv_set`    | key, value                 | empty on success, else the error text |
-//! | `outpost_kv_delete` | key                        | none |
+//! | `outpost_kv_remove` | key                        | empty on success, else the error text |
+//! | `outpost_kv_delete` | key                        | none; a store error fails the call (kept for plugins built before `outpost_kv_remove`) |
 //! | `outpost_agent_stats` | none                     | JSON [`AgentStats`] |
 //!
 //! ## Sandbox
@@ -78,6 +79,8 @@ pub mod host_functions {
     pub const NOW_MS: &str = "outpost_now_ms";
     pub const KV_GET: &str = "outpost_kv_get";
     pub const KV_SET: &str = "outpost_kv_set";
+    pub const KV_REMOVE: &str = "outpost_kv_remove";
+    /// The older form of [`KV_REMOVE`] without a result; still linked for old plugins.
     pub const KV_DELETE: &str = "outpost_kv_delete";
     pub const AGENT_STATS: &str = "outpost_agent_stats";
 }

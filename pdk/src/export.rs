@@ -19,6 +19,8 @@ pub mod wasm {
 
     fn fail(message: &str) -> i32 {
         if let Ok(mem) = extism_pdk::Memory::from_bytes(message) {
+            // SAFETY: `mem` is a live block holding the message; the kernel keeps the
+            // offset as the call's error, which the host reads after the call.
             unsafe { extism_pdk::extism::error_set(mem.offset()) };
         }
         1

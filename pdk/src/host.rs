@@ -51,7 +51,7 @@ mod imports {
         pub fn outpost_now_ms() -> u64;
         pub fn outpost_kv_get(key: &str) -> Vec<u8>;
         pub fn outpost_kv_set(key: &str, value: &[u8]) -> String;
-        pub fn outpost_kv_delete(key: &str);
+        pub fn outpost_kv_remove(key: &str) -> String;
         pub fn outpost_agent_stats() -> Vec<u8>;
     }
 }
@@ -63,6 +63,8 @@ pub mod log {
     /// Logs `message` at `level`.
     pub fn log(level: LogLevel, message: &str) {
         #[cfg(target_arch = "wasm32")]
+        // SAFETY: `outpost_log` is the host function of the ABI with exactly this
+        // signature; extism-pdk passes both strings as memory blocks it owns.
         unsafe {
             let _ = super::imports::outpost_log(level.as_str(), message);
         }
@@ -95,6 +97,8 @@ pub mod log {
 /// WASM plugins have no clock of their own (no WASI), so they ask the host.
 pub fn now_ms() -> i64 {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: a host function of the ABI without arguments; the result is a block the
+    // host allocated, read by extism-pdk.
     unsafe {
         imports::outpost_now_ms().map_or(0, |ms| ms as i64)
     }
@@ -106,6 +110,7 @@ pub fn now_ms() -> i64 {
 pub fn agent_stats() -> crate::AgentStats {
     #[cfg(target_arch = "wasm32")]
     {
+        // SAFETY: a host function of the ABI without arguments, returning a block.
         unsafe { imports::outpost_agent_stats() }
             .ok()
             .and_then(|json| serde_json::from_slice(&json).ok())
@@ -124,16 +129,21 @@ pub mod kv {
     pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
         #[cfg(target_arch = "wasm32")]
         {
+            // SAFETY: the ABI's `outpost_kv_get(key) -> block`, as declared above.
             let tagged = unsafe { super::imports::outpost_kv_get(key) }
                 .map_err(|e| Error::msg(format!("kv get: {e}")))?;
-            Ok(match tagged.split_first() {
-                Some((1, value)) => Some(value.to_vec()),
-                _ => None,
-            })
+            match tagged.split_first() {
+                Some((1, value)) => Ok(Some(value.to_vec())),
+                Some((2, reason)) => Err(Error::msg(format!(
+                    "kv get: {}",
+                    String::from_utf8_lossy(reason)
+                ))),
+                _ => Ok(None),
+            }
         }
         #[cfg(not(target_arch = "wasm32"))]
         crate::native::with_current(
-            |host| Ok(host.kv_get(key)),
+            |host| host.kv_get(key).map_err(Error::msg),
             || Err(Error::msg("kv: no agent to store into")),
         )
     }
@@ -142,13 +152,10 @@ pub mod kv {
     pub fn set(key: &str, value: &[u8]) -> Result<()> {
         #[cfg(target_arch = "wasm32")]
         {
+            // SAFETY: the ABI's `outpost_kv_set(key, value) -> error text`.
             let err = unsafe { super::imports::outpost_kv_set(key, value) }
                 .map_err(|e| Error::msg(format!("kv set: {e}")))?;
-            if err.is_empty() {
-                Ok(())
-            } else {
-                Err(Error::msg(err))
-            }
+            empty_or_error(err)
         }
         #[cfg(not(target_arch = "wasm32"))]
         crate::native::with_current(
@@ -157,19 +164,28 @@ pub mod kv {
         )
     }
 
+    /// The ABI's "empty on success, else the error text".
+    #[cfg(target_arch = "wasm32")]
+    fn empty_or_error(err: String) -> Result<()> {
+        if err.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::msg(err))
+        }
+    }
+
     /// Removes `key`.
     pub fn delete(key: &str) -> Result<()> {
         #[cfg(target_arch = "wasm32")]
         {
-            unsafe { super::imports::outpost_kv_delete(key) }
-                .map_err(|e| Error::msg(format!("kv delete: {e}")))
+            // SAFETY: the ABI's `outpost_kv_remove(key) -> error text`.
+            let err = unsafe { super::imports::outpost_kv_remove(key) }
+                .map_err(|e| Error::msg(format!("kv delete: {e}")))?;
+            empty_or_error(err)
         }
         #[cfg(not(target_arch = "wasm32"))]
         crate::native::with_current(
-            |host| {
-                host.kv_delete(key);
-                Ok(())
-            },
+            |host| host.kv_delete(key).map_err(Error::msg),
             || Err(Error::msg("kv: no agent to store into")),
         )
     }

@@ -15,9 +15,10 @@ use crate::{
 pub trait HostServices: Send + Sync {
     fn log(&self, level: LogLevel, message: &str);
     fn now_ms(&self) -> i64;
-    fn kv_get(&self, key: &str) -> Option<Vec<u8>>;
+    /// The value under `key`; `Err` with the reason if the store cannot be read.
+    fn kv_get(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, String>;
     fn kv_set(&self, key: &str, value: &[u8]) -> std::result::Result<(), String>;
-    fn kv_delete(&self, key: &str);
+    fn kv_delete(&self, key: &str) -> std::result::Result<(), String>;
     fn agent_stats(&self) -> AgentStats;
 }
 

@@ -58,6 +58,17 @@ pub fn try_request(
     parse(&raw)
 }
 
+/// Writes `bytes` as they are (a request, whole or cut short), then reads the answer
+/// until the server closes the connection; `None` if it never answered.
+pub fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
+    stream.write_all(bytes).ok()?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse(&raw)
+}
+
 /// Sends one request, panicking if the agent cannot be reached.
 pub fn request(
     addr: SocketAddr,

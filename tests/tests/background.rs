@@ -126,9 +126,26 @@ fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
     agent.rewrite_config(&batcher_config(&influx.url("/write"), 600_000));
     agent.restart();
     health_requests(&agent, "kept", 5);
-    // Handed to the batcher (every 100 ms), stored in its key-value store, and flushed
-    // to disk by the committer (within 500 ms of the write): then a hard kill.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Handed to the batcher (a monitoring flush that began after the requests), stored
+    // in its key-value store, and flushed to disk by the committer: then a hard kill.
+    let calls = |a: &Agent| {
+        a.get_json("/v1/plugins")["plugins"][0]["calls"]
+            .as_u64()
+            .unwrap()
+    };
+    let flushes = |a: &Agent| {
+        a.get_json("/v1/health")["queue"]["flushes"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = calls(&agent);
+    wait_for("two batcher calls", DELIVERY, || {
+        (calls(&agent) >= before + 2).then_some(())
+    });
+    let before = flushes(&agent);
+    wait_for("two queue flushes", DELIVERY, || {
+        (flushes(&agent) >= before + 2).then_some(())
+    });
     assert_eq!(messages_with(&influx, "kept-0"), 0, "not flushed yet");
     agent.kill9();
     agent.rewrite_config(&batcher_config(&influx.url("/write"), 300));
@@ -263,12 +280,18 @@ url = "{}"
     let (_, _, process) = find("process", Some(("process", "outpost")));
     let rss = field(process, "rss_bytes");
     assert!(rss > 1e6 && rss < 4e9, "agent rss {rss}");
-    assert!(field(process, "cpu_percent") >= 0.0);
+    let cpus = std::thread::available_parallelism().unwrap().get() as f64;
+    let cpu = field(process, "cpu_percent");
+    assert!((0.0..=100.0 * cpus).contains(&cpu), "agent cpu {cpu}");
 
     let (_, _, disk) = find("disk", Some(("path", "/")));
     assert!(field(disk, "total_bytes") > 0.0);
     find("load", None);
     find("net", Some(("interface", "lo")));
     let (_, _, queue) = find("queue", None);
-    assert!(field(queue, "depth") >= 0.0);
+    let depth = field(queue, "depth");
+    assert!(
+        depth.fract() == 0.0 && (0.0..1000.0).contains(&depth),
+        "queue depth {depth}"
+    );
 }

@@ -232,6 +232,71 @@ fn bad_input_gets_a_4xx_with_a_json_error_and_the_agent_keeps_serving() {
     );
 }
 
+#[test]
+fn hostile_input_is_refused_naming_the_field_and_stalled_bodies_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let config = forward_config(&receiver.url("/in"), "").replace(
+        "max_body_bytes = 65536",
+        "max_body_bytes = 1048576\nbody_read_timeout_ms = 500\nmax_json_depth = 32",
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let refused = |body: String, hint: &str| {
+        let r = agent.request("POST", "/v1/events", &[], body.as_bytes());
+        assert_eq!(r.status, 400, "{hint}: {}", r.text());
+        let e = r.json();
+        assert_eq!(e["error"]["code"], "invalid_body", "{e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(hint), "{hint}: {message}");
+    };
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    refused(
+        format!(
+            r#"{{"handler_id": "h", "account_id": "a", "events": [{{"ok": 1}}, {{"x": {deep}}}]}}"#
+        ),
+        "`events[1]`: nested deeper than 32 levels",
+    );
+    refused(
+        r#"{"handler_id": "h", "account_id": "a", "events": [1, "x", null]}"#.into(),
+        "`events[0]`: an event must be a JSON object",
+    );
+    refused(
+        r#"{"handler_id": "", "account_id": "a", "events": [{}]}"#.into(),
+        "`handler_id`: must not be empty",
+    );
+    refused(
+        r#"{"handler_id": "h", "account_id": "", "events": [{}]}"#.into(),
+        "`account_id`: must not be empty",
+    );
+
+    // A body that stops short of its Content-Length, and a chunked body that stops: both
+    // cut off with 408 after body_read_timeout_ms, the connection closed.
+    let short = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}",
+        r#"{"handler_id""#
+    );
+    let chunked =
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"han\r\n";
+    for stalled in [short.as_str(), chunked] {
+        let began = std::time::Instant::now();
+        let r = outpost_tests::client::raw(agent.addr, stalled.as_bytes(), Duration::from_secs(20))
+            .expect("an answer before the connection closes");
+        assert_eq!(r.status, 408, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "body_timeout");
+        assert!(
+            began.elapsed() < Duration::from_secs(15),
+            "cut off: {:?}",
+            began.elapsed()
+        );
+    }
+
+    let r = post(&agent, "after-hostile", &events_body(1, 1));
+    assert_eq!(r.status, 202, "still serving: {}", r.text());
+    let got = receiver.wait_accepted(1, DELIVERY);
+    assert_eq!(got.len(), 1, "nothing from the refused requests was queued");
+    assert_eq!(got[0].json()["Luna-Request-Id"], "after-hostile");
+}
+
 fn filler(i: usize) -> serde_json::Value {
     json!({"handler_id": "h", "account_id": "a", "events": [{"i": i, "pad": "p".repeat(1000)}]})
 }

@@ -361,12 +361,11 @@ account_id = "acc"
         store = store.url("/in")
     );
     let agent = Agent::start(dir.path(), &config);
-    wait_for("sources connected", DELIVERY, || {
+    wait_for("sources subscribed", DELIVERY, || {
         let h = agent.get_json("/v1/health");
-        (h["sources"]["door"]["connected"] == true && h["sources"]["cams"]["connected"] == true)
+        (h["sources"]["door"]["subscribed"] == true && h["sources"]["cams"]["subscribed"] == true)
             .then_some(())
     });
-    std::thread::sleep(Duration::from_millis(300)); // subscriptions settle
     let producer = Subscriber::start(broker.port, "unrelated/#");
     for i in 0..3 {
         producer.publish("sensors/door", format!("opened {i}").as_bytes());
@@ -387,4 +386,74 @@ account_id = "acc"
     let h = agent.get_json("/v1/health");
     assert_eq!(h["sources"]["door"]["accepted"], 3);
     assert_eq!(h["sources"]["cams"]["accepted"], 1);
+}
+
+/// A source that feeds a plugin not taking what it delivers would have its messages
+/// handled by nothing: `check` and `run` refuse it naming the key, and the broker keeps
+/// the messages (none is acknowledged) until a config that handles them runs.
+#[test]
+fn mis_wired_source_is_refused_and_its_messages_are_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let store = Receiver::start();
+    let config = |plugin: &str| {
+        format!(
+            r#"
+[agent]
+listen = "{{LISTEN}}"
+data_dir = "{{DATA}}"
+device_id = "cam-01"
+[plugins]
+dir = "{{PLUGINS}}"
+active = ["forward", "teapot_plugin"]
+[plugins.settings.forward]
+sink = "store"
+[sinks.store]
+type = "http"
+url = "{store}"
+[sources.cams]
+type = "mqtt"
+url = "{url}"
+topics = ["cams/+/events"]
+plugin = "{plugin}"
+deliver = "sending_event"
+handler_id = "mqtt-handler"
+account_id = "acc"
+"#,
+            url = broker.url(),
+            store = store.url("/in")
+        )
+    };
+    // A well-wired run makes the broker keep a session for the source.
+    let mut agent = Agent::start(dir.path(), &config("forward"));
+    wait_for("source subscribed", DELIVERY, || {
+        (agent.get_json("/v1/health")["sources"]["cams"]["subscribed"] == true).then_some(())
+    });
+    assert!(agent.terminate().success());
+    let producer = Subscriber::start(broker.port, "unrelated/#");
+    for i in 0..3 {
+        producer.publish("cams/1/events", format!(r#"{{"n": {i}}}"#).as_bytes());
+    }
+
+    agent.rewrite_config(&config("teapot_plugin"));
+    let path = agent.config.to_str().unwrap().to_owned();
+    for command in ["check", "run"] {
+        let (status, out) =
+            outpost_tests::agent::run_cli(dir.path(), &[command, "--config", &path]);
+        assert_eq!(status.code(), Some(2), "{command}: {out}");
+        assert!(
+            out.contains("sources.cams.deliver") && out.contains("teapot_plugin"),
+            "{command}: {out}"
+        );
+    }
+
+    agent.rewrite_config(&config("forward"));
+    agent.restart();
+    let got = store.wait_accepted(3, DELIVERY);
+    let mut ns: Vec<i64> = got
+        .iter()
+        .map(|m| m.json()["events"][0]["n"].as_i64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, [0, 1, 2], "every message kept by the broker arrives");
 }

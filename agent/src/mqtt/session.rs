@@ -1,12 +1,67 @@
 //! One MQTT session API over rumqttc's v3.1.1 and v5 clients.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5 as v5p;
 
-use super::{tls, MqttError};
-use crate::config::{MqttConfig, MqttProtocol};
+use crate::config::{MqttConnection, MqttProtocol, QoS};
+use crate::tls::{self, TlsError};
+
+/// Why the session failed or a request could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The broker answered the CONNECT with a refusal (bad credentials, not
+    /// authorised, …): a configuration problem, not a network one.
+    #[error("broker refused the connection: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    V4(Box<rumqttc::ConnectionError>),
+    #[error(transparent)]
+    V5(Box<rumqttc::v5::ConnectionError>),
+    #[error("request not queued: {0}")]
+    ClientV4(Box<rumqttc::ClientError>),
+    #[error("request not queued: {0}")]
+    ClientV5(Box<rumqttc::v5::ClientError>),
+    #[error("message from another protocol version")]
+    ProtocolMismatch,
+    /// A publish was not acknowledged in time: the connection is dropped so that a late
+    /// acknowledgement can never match a reused packet id.
+    #[error("acknowledgement overdue")]
+    AckOverdue,
+}
+
+impl From<rumqttc::ConnectionError> for SessionError {
+    fn from(e: rumqttc::ConnectionError) -> Self {
+        match e {
+            rumqttc::ConnectionError::ConnectionRefused(code) => {
+                SessionError::Refused(format!("{code:?}"))
+            }
+            e => SessionError::V4(Box::new(e)),
+        }
+    }
+}
+
+impl From<rumqttc::ClientError> for SessionError {
+    fn from(e: rumqttc::ClientError) -> Self {
+        SessionError::ClientV4(Box::new(e))
+    }
+}
+
+impl From<rumqttc::v5::ClientError> for SessionError {
+    fn from(e: rumqttc::v5::ClientError) -> Self {
+        SessionError::ClientV5(Box::new(e))
+    }
+}
+
+impl From<rumqttc::v5::ConnectionError> for SessionError {
+    fn from(e: rumqttc::v5::ConnectionError) -> Self {
+        match e {
+            rumqttc::v5::ConnectionError::ConnectionRefused(code) => {
+                SessionError::Refused(format!("{code:?}"))
+            }
+            e => SessionError::V5(Box::new(e)),
+        }
+    }
+}
 
 /// Capacity of rumqttc's request channel: a sink's whole in-flight window fits. Publishes
 /// are enqueued with `try_publish`, so a full channel is an immediate, retryable error
@@ -35,6 +90,8 @@ pub enum SessionEvent {
     Refused(u16, String),
     /// An incoming message (subscriptions).
     Message(Box<Received>),
+    /// The broker acknowledged a subscription (SUBACK).
+    Subscribed,
     /// Anything else (pings, subscription acks, …).
     Other,
 }
@@ -66,53 +123,40 @@ pub enum EventLoop {
     V5(Box<rumqttc::v5::EventLoop>),
 }
 
-fn qos4(q: u8) -> rumqttc::QoS {
+fn qos4(q: QoS) -> rumqttc::QoS {
     match q {
-        0 => rumqttc::QoS::AtMostOnce,
-        1 => rumqttc::QoS::AtLeastOnce,
-        _ => rumqttc::QoS::ExactlyOnce,
+        QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
     }
 }
 
-fn qos5(q: u8) -> rumqttc::v5::mqttbytes::QoS {
+fn qos5(q: QoS) -> rumqttc::v5::mqttbytes::QoS {
     match q {
-        0 => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
-        1 => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-        _ => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+        QoS::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
     }
 }
 
 /// Builds the client and event loop for `config` (nothing connects until polled).
 /// `manual_acks`: incoming messages are acknowledged by [`Client::ack`] only.
 pub fn connect(
-    config: &MqttConfig,
+    config: &MqttConnection,
     client_id: &str,
     clean_session: bool,
     manual_acks: bool,
-) -> Result<(Client, EventLoop), MqttError> {
-    let url = url::Url::parse(&config.url).map_err(|_| MqttError::Url(config.url.clone()))?;
-    let secure = url.scheme() == "mqtts";
-    let host = url
-        .host_str()
-        .ok_or_else(|| MqttError::Url(config.url.clone()))?
-        .trim_matches(|c| c == '[' || c == ']')
-        .to_owned();
-    let port = url.port().unwrap_or(if secure { 8883 } else { 1883 });
-    let password = match (&config.password_env, &config.password) {
-        (Some(var), _) => Some(
-            std::env::var(var)
-                .map_err(|_| MqttError::Credentials(format!("`{var}` is not set")))?,
-        ),
-        (None, password) => password.clone(),
-    };
-    let transport = if secure {
+) -> Result<(Client, EventLoop), TlsError> {
+    let (host, port) = (config.broker.host.clone(), config.broker.port);
+    let password = config.password.clone();
+    let transport = if config.broker.tls {
         Some(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls::client_config(config)?),
+            rumqttc::TlsConfiguration::Rustls(tls::client_config(&config.tls)?),
         ))
     } else {
         None
     };
-    let keep_alive = Duration::from_secs(config.keep_alive_secs.max(5));
+    let keep_alive = config.keep_alive;
     let max_packet = config.max_packet_bytes;
 
     Ok(match config.protocol {
@@ -163,67 +207,60 @@ impl Client {
     pub fn try_publish(
         &self,
         topic: &str,
-        qos: u8,
+        qos: QoS,
         retain: bool,
         payload: Bytes,
         id: &str,
         content_type: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         match self {
-            Client::V4(c) => c
-                .try_publish(topic, qos4(qos), retain, payload.to_vec())
-                .map_err(|e| e.to_string()),
+            Client::V4(c) => Ok(c.try_publish(topic, qos4(qos), retain, payload.to_vec())?),
             Client::V5(c) => {
                 let properties = v5p::PublishProperties {
                     user_properties: vec![("idempotency-key".to_owned(), id.to_owned())],
                     content_type: Some(content_type.to_owned()),
                     ..Default::default()
                 };
-                c.try_publish_with_properties(topic, qos5(qos), retain, payload, properties)
-                    .map_err(|e| e.to_string())
+                Ok(c.try_publish_with_properties(topic, qos5(qos), retain, payload, properties)?)
             }
         }
     }
 
-    pub async fn subscribe(&self, topic: &str, qos: u8) -> Result<(), String> {
+    pub async fn subscribe(&self, topic: &str, qos: QoS) -> Result<(), SessionError> {
         match self {
-            Client::V4(c) => c
-                .subscribe(topic, qos4(qos))
-                .await
-                .map_err(|e| e.to_string()),
-            Client::V5(c) => c
-                .subscribe(topic, qos5(qos))
-                .await
-                .map_err(|e| e.to_string()),
+            Client::V4(c) => Ok(c.subscribe(topic, qos4(qos)).await?),
+            Client::V5(c) => Ok(c.subscribe(topic, qos5(qos)).await?),
         }
     }
 
     /// Acknowledges an incoming message (manual acks).
-    pub async fn ack(&self, message: &Received) -> Result<(), String> {
+    pub async fn ack(&self, message: &Received) -> Result<(), SessionError> {
         match (self, &message.packet) {
-            (Client::V4(c), Packet::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
-            (Client::V5(c), Packet::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
-            _ => Err("message from another protocol version".into()),
+            (Client::V4(c), Packet::V4(p)) => Ok(c.ack(p).await?),
+            (Client::V5(c), Packet::V5(p)) => Ok(c.ack(p).await?),
+            _ => Err(SessionError::ProtocolMismatch),
         }
     }
 
     pub async fn disconnect(&self) {
+        // Best effort: the connection may already be gone.
         let _ = match self {
-            Client::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
-            Client::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Client::V4(c) => c.disconnect().await.map_err(SessionError::from),
+            Client::V5(c) => c.disconnect().await.map_err(SessionError::from),
         };
     }
 }
 
 impl EventLoop {
     /// The next event; `Err` when the connection failed (polling again reconnects).
-    pub async fn poll(&mut self) -> Result<SessionEvent, String> {
+    pub async fn poll(&mut self) -> Result<SessionEvent, SessionError> {
         use rumqttc::Outgoing;
         match self {
             EventLoop::V4(el) => {
                 use rumqttc::{Event, Packet as P};
-                Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                Ok(match el.poll().await? {
                     Event::Incoming(P::ConnAck(_)) => SessionEvent::Connected,
+                    Event::Incoming(P::SubAck(_)) => SessionEvent::Subscribed,
                     Event::Incoming(P::PubAck(a)) => SessionEvent::Acked(a.pkid),
                     Event::Incoming(P::PubComp(a)) => SessionEvent::Acked(a.pkid),
                     Event::Incoming(P::Publish(p)) => SessionEvent::Message(Box::new(Received {
@@ -238,8 +275,9 @@ impl EventLoop {
             EventLoop::V5(el) => {
                 use rumqttc::v5::Event;
                 use v5p::{Packet as P, PubAckReason, PubCompReason};
-                Ok(match el.poll().await.map_err(|e| e.to_string())? {
+                Ok(match el.poll().await? {
                     Event::Incoming(P::ConnAck(_)) => SessionEvent::Connected,
+                    Event::Incoming(P::SubAck(_)) => SessionEvent::Subscribed,
                     Event::Incoming(P::PubAck(a)) => match a.reason {
                         PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
                             SessionEvent::Acked(a.pkid)

@@ -1,7 +1,12 @@
-//! The pipeline: one ingest request → its `sending_event` plugins → one atomic queue
-//! batch → one group commit. The plugin calls and the queue insert run on a blocking
-//! thread; only the wait for the commit is async. Timers, monitoring and sources queue
-//! their messages through the same [`Pipeline::insert`].
+//! The pipeline: the one step every producer's work goes through —
+//! plugin call(s) on the blocking pool → one atomic queue insert → one group commit.
+//!
+//! Producers (the HTTP API, MQTT sources, timers, the monitoring flusher, plugin
+//! routes) describe their work as a [`Job`]; [`Pipeline::run`] does it and answers once
+//! everything the plugins produced is on disk. What happens when it cannot be done is
+//! decided here too: producers with someone to answer get the error
+//! ([`Pipeline::run`]); internal producers with no one to answer have their output
+//! dropped and counted ([`Pipeline::run_internal`]).
 
 mod monitoring;
 mod timers;
@@ -9,106 +14,180 @@ mod timers;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use outpost_pdk::{Message, SendingEvent};
+use outpost_pdk::{
+    EventType, Message, Point, RouteRequest, RouteResponse, SendingEvent, SourceMessage,
+};
 
 pub use monitoring::run_monitoring_flusher;
 pub use timers::start_timers;
 
-use crate::plugin::{PluginError, PluginHost, SendingInput};
+use crate::plugin::{LoadedPlugin, PluginError, PluginHost, SendingInput};
 use crate::queue::{Inserted, Queue, QueueError};
 use crate::sinks::TopicTemplates;
 
-/// Why a request was not accepted.
+/// Why a job was not done. Nothing of it was queued.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// No active plugin takes this kind of work: queuing nothing would lose it.
+    #[error("plugin `{plugin}` does not take `{callback}`: nothing would handle this")]
+    NotRouted {
+        plugin: String,
+        callback: &'static str,
+    },
+    /// The blocking task died (a bug: plugin panics are caught where they happen).
+    #[error("pipeline task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
-/// What an accepted request produced.
-#[derive(Debug, Clone, Copy)]
+/// What a done job produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
+    /// Events handed to plugins (a `sending_event` job's events; 1 for a source message).
     pub events: usize,
+    /// Messages queued.
     pub messages: usize,
 }
 
-/// Ingest → plugins → queue.
-#[derive(Clone)]
-pub struct Pipeline {
-    pub plugins: Arc<PluginHost>,
-    pub queue: Arc<Queue>,
-    pub topics: Arc<TopicTemplates>,
-    /// Outputs of timers and monitoring plugins the queue refused (full): there is no
-    /// producer to answer, so they are dropped, and counted here.
-    pub internal_drops: Arc<AtomicU64>,
+/// Work for the plugins whose output is queued.
+pub enum Job {
+    /// One request's events for the `sending_event` plugins.
+    Sending { event: SendingEvent, target: Target },
+    /// A batch of monitoring points for the `monitoring_event` plugins.
+    Monitoring(Vec<Point>),
+    /// One timer tick of a plugin.
+    Tick(Arc<LoadedPlugin>),
+    /// A message from a data source for a plugin's `on_message`.
+    SourceMessage {
+        plugin: String,
+        message: SourceMessage,
+    },
 }
 
 /// Which `sending_event` plugins get an event.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
     /// All of them, in config order (the HTTP API).
     All,
-    /// One plugin (a source configured for it).
-    Plugin(&'a str),
+    /// One plugin (a source configured for it); it must take `sending_event`.
+    Plugin(String),
+}
+
+/// Ingest → plugins → queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    plugins: Arc<PluginHost>,
+    queue: Arc<Queue>,
+    topics: Arc<TopicTemplates>,
+    /// Outputs of internal producers the queue refused: there is no producer to answer,
+    /// so they are dropped, and counted here.
+    internal_drops: Arc<AtomicU64>,
 }
 
 impl Pipeline {
-    /// Processes one request's events. Returns once every message the plugins produced
-    /// for it is on disk.
-    pub async fn ingest(&self, event: SendingEvent) -> Result<Accepted, PipelineError> {
-        self.ingest_to(event, Target::All).await
+    pub fn new(plugins: Arc<PluginHost>, queue: Arc<Queue>, topics: TopicTemplates) -> Self {
+        Pipeline {
+            plugins,
+            queue,
+            topics: Arc::new(topics),
+            internal_drops: Arc::default(),
+        }
     }
 
-    /// [`Pipeline::ingest`] for the given plugins.
-    pub async fn ingest_to(
-        &self,
-        event: SendingEvent,
-        target: Target<'_>,
-    ) -> Result<Accepted, PipelineError> {
-        let events = event.events.len();
-        let this = self.clone();
-        let only = match target {
-            Target::All => None,
-            Target::Plugin(p) => Some(p.to_owned()),
-        };
+    /// The loaded plugins (for status and routes).
+    pub fn plugins(&self) -> &Arc<PluginHost> {
+        &self.plugins
+    }
+
+    /// Does `job`. Returns once every message the plugins produced for it is on disk;
+    /// on error nothing of it is queued and the producer decides (answer, retry).
+    pub async fn run(&self, job: Job) -> Result<Accepted, PipelineError> {
+        // Announced before the plugin call, so concurrent commits wait to share a flush.
         let writer = self.queue.writer();
-        let inserted = tokio::task::spawn_blocking(move || {
-            let input = SendingInput::new(event);
-            let messages = this.plugins.sending_event(&input, only.as_deref())?;
-            Ok::<_, PipelineError>(this.insert(messages, Some(&input.event.handler_id))?)
-        })
-        .await
-        .expect("pipeline task panicked")?;
+        let this = self.clone();
+        let (inserted, events) =
+            tokio::task::spawn_blocking(move || this.produce_and_insert(job)).await??;
         let messages = inserted.count;
         self.queue.commit_as(inserted, writer).await?;
         Ok(Accepted { events, messages })
     }
 
-    /// Queues `messages` (not yet durable: [`Pipeline::commit`]), filling in MQTT topic
-    /// templates. Blocking.
-    pub fn insert(
+    /// [`Pipeline::run`] for producers that have no one to answer (timers, monitoring):
+    /// a job the queue refuses is dropped and counted. Plugin errors are counted and
+    /// logged by the plugin host already.
+    pub async fn run_internal(&self, job: Job, what: &str) {
+        match self.run(job).await {
+            Ok(_) | Err(PipelineError::Plugin(_)) => {}
+            Err(e) => {
+                self.internal_drops.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(producer = what, error = %e, "output dropped: not queued");
+            }
+        }
+    }
+
+    /// Calls a plugin route off the reactor. Routes answer; they queue nothing.
+    pub async fn route(
         &self,
-        mut messages: Vec<Message>,
-        handler_id: Option<&str>,
-    ) -> Result<Inserted, QueueError> {
-        self.topics.stamp(&mut messages, handler_id);
-        self.queue.insert(&messages)
+        plugin: Arc<LoadedPlugin>,
+        request: RouteRequest,
+    ) -> Result<RouteResponse, PipelineError> {
+        let host = Arc::clone(&self.plugins);
+        Ok(tokio::task::spawn_blocking(move || host.route(&plugin, &request)).await??)
     }
 
-    /// Counts a dropped timer or monitoring output.
-    pub fn count_internal_drop(&self) {
-        self.internal_drops.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Outputs dropped so far.
+    /// Outputs of internal producers dropped so far.
     pub fn internal_drops(&self) -> u64 {
         self.internal_drops.load(Ordering::Relaxed)
     }
 
-    /// Waits until `inserted` is on disk.
-    pub async fn commit(&self, inserted: Inserted) -> Result<(), QueueError> {
-        self.queue.commit(inserted).await
+    /// The plugin calls and the insert: blocking.
+    fn produce_and_insert(&self, job: Job) -> Result<(Inserted, usize), PipelineError> {
+        let (mut messages, handler_id, events): (Vec<Message>, Option<String>, usize) = match job {
+            Job::Sending { event, target } => {
+                if let Target::Plugin(name) = &target {
+                    self.require(name, EventType::SendingEvent.as_str(), |p| {
+                        p.info().event_types.contains(&EventType::SendingEvent)
+                    })?;
+                }
+                let events = event.events.len();
+                let input = SendingInput::new(event);
+                let only = match &target {
+                    Target::All => None,
+                    Target::Plugin(name) => Some(name.as_str()),
+                };
+                let messages = self.plugins.sending_event(&input, only)?;
+                (messages, Some(input.event.handler_id), events)
+            }
+            Job::Monitoring(points) => (self.plugins.monitoring_event(&points), None, points.len()),
+            Job::Tick(plugin) => (self.plugins.tick(&plugin)?, None, 0),
+            Job::SourceMessage { plugin, message } => {
+                let plugin = self.require(&plugin, "on_message", |p| p.info().on_message)?;
+                (self.plugins.on_message(plugin, &message)?, None, 1)
+            }
+        };
+        self.topics.stamp(&mut messages, handler_id.as_deref());
+        Ok((self.queue.insert(&messages)?, events))
+    }
+
+    /// The plugin called `name`, if it takes `callback`.
+    fn require(
+        &self,
+        name: &str,
+        callback: &'static str,
+        takes: impl Fn(&LoadedPlugin) -> bool,
+    ) -> Result<&Arc<LoadedPlugin>, PipelineError> {
+        self.plugins
+            .get(name)
+            .filter(|p| takes(p))
+            .ok_or_else(|| PipelineError::NotRouted {
+                plugin: name.to_owned(),
+                callback,
+            })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Pipeline;
+use super::{Job, Pipeline};
 use crate::monitoring::PointBuffer;
 
 /// Every `interval`, takes the buffered points and hands them, as one batch, to the
@@ -27,34 +27,14 @@ pub async fn run_monitoring_flusher(
             _ = ticker.tick() => false,
             _ = shutdown.changed() => true,
         };
-        flush(&points, &pipeline).await;
+        let batch = points.take();
+        if !batch.is_empty() {
+            pipeline
+                .run_internal(Job::Monitoring(batch), "monitoring")
+                .await;
+        }
         if stopping || *shutdown.borrow() {
             break;
-        }
-    }
-}
-
-async fn flush(points: &PointBuffer, pipeline: &Pipeline) {
-    let batch = points.take();
-    if batch.is_empty() {
-        return;
-    }
-    let pl = pipeline.clone();
-    let inserted = tokio::task::spawn_blocking(move || {
-        let messages = pl.plugins.monitoring_event(&batch);
-        pl.insert(messages, None)
-    })
-    .await
-    .expect("monitoring task panicked");
-    match inserted {
-        Ok(inserted) => {
-            if let Err(e) = pipeline.commit(inserted).await {
-                tracing::error!(error = %e, "monitoring messages not committed");
-            }
-        }
-        Err(e) => {
-            pipeline.count_internal_drop();
-            tracing::warn!(error = %e, "monitoring messages dropped");
         }
     }
 }

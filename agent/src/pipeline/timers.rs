@@ -7,13 +7,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Pipeline, PipelineError};
+use super::{Job, Pipeline};
 use crate::plugin::LoadedPlugin;
 
 /// Starts one task per timer plugin.
 pub fn start_timers(pipeline: &Pipeline, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     pipeline
-        .plugins
+        .plugins()
         .plugins()
         .iter()
         .filter(|p| p.timer().is_some())
@@ -32,32 +32,17 @@ async fn run_timer(
     pipeline: Pipeline,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let interval = plugin.timer().expect("timer plugin");
+    let Some(interval) = plugin.timer() else {
+        return;
+    };
     tracing::info!(plugin = %plugin.name, ?interval, "timer started");
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => break,
         }
-        let (p, pl) = (Arc::clone(&plugin), pipeline.clone());
-        let inserted = tokio::task::spawn_blocking(move || {
-            let messages = pl.plugins.tick(&p)?;
-            Ok::<_, PipelineError>(pl.insert(messages, None)?)
-        })
-        .await
-        .expect("tick task panicked");
-        match inserted {
-            Ok(inserted) => {
-                if let Err(e) = pipeline.commit(inserted).await {
-                    tracing::error!(plugin = %plugin.name, error = %e, "tick messages not committed");
-                }
-            }
-            Err(PipelineError::Queue(e)) => {
-                pipeline.count_internal_drop();
-                tracing::warn!(plugin = %plugin.name, error = %e, "tick output dropped");
-            }
-            // Already counted and logged by the plugin host.
-            Err(PipelineError::Plugin(_)) => {}
-        }
+        pipeline
+            .run_internal(Job::Tick(Arc::clone(&plugin)), "timer")
+            .await;
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use outpost_pdk::{
-    Output, PluginInfo, Point, RouteRequest, RouteResponse, SendingEvent, SourceMessage,
+    Output, PluginInfo, Point, RouteRequest, RouteResponse, SendingEvent, SinkName, SourceMessage,
 };
 
 /// Where a plugin's code comes from.
@@ -24,14 +24,45 @@ impl PluginKind {
     }
 }
 
-/// How a call went wrong: an error the plugin reported (its instance is fine), or a
-/// fault (its instance is no longer trustworthy and is re-created).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a call went wrong: an error (its instance is fine), or a fault (its instance is
+/// no longer trustworthy and is re-created).
+#[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The plugin returned an error.
-    Failed(String),
+    /// The plugin reported an error (the ABI's status 1 with a message).
+    #[error("{0}")]
+    Reported(String),
+    /// The plugin's answer is not what the ABI says.
+    #[error("`{export}` returned invalid output: {source}")]
+    InvalidOutput {
+        export: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A message for a sink that is not configured.
+    #[error("message for unknown sink `{0}`")]
+    UnknownSink(SinkName),
+    /// A new instance could not be made.
+    #[error("cannot instantiate: {0:#}")]
+    Instantiate(#[source] anyhow::Error),
     /// Trap, panic, timeout or out of memory.
+    #[error("{kind}: {1}", kind = .0.as_str())]
     Fault(FaultKind, String),
+}
+
+impl CallError {
+    /// Whether the instance must be re-created.
+    pub fn is_fault(&self) -> bool {
+        matches!(self, CallError::Fault(..))
+    }
+
+    /// The API's error code for this failure.
+    pub fn code(&self) -> &'static str {
+        if self.is_fault() {
+            "plugin_fault"
+        } else {
+            "plugin_failed"
+        }
+    }
 }
 
 /// Kinds of faults, counted separately in `/v1/plugins`.
@@ -50,15 +81,6 @@ impl FaultKind {
             FaultKind::Panic => "panic",
             FaultKind::Timeout => "timeout",
             FaultKind::OutOfMemory => "out_of_memory",
-        }
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Failed(m) => write!(f, "{m}"),
-            CallError::Fault(kind, m) => write!(f, "{}: {m}", kind.as_str()),
         }
     }
 }

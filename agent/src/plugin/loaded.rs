@@ -10,8 +10,8 @@ use outpost_pdk::PluginInfo;
 use super::instance::{CallError, InstanceFactory, PluginInstance, PluginKind};
 
 /// A failed call, attributed to its plugin.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin `{plugin}` {}: {error}", if matches!(error, CallError::Fault(..)) { "faulted" } else { "failed" })]
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}` {}: {error}", if error.is_fault() { "faulted" } else { "failed" })]
 pub struct PluginError {
     pub plugin: String,
     pub error: CallError,
@@ -36,8 +36,34 @@ impl PluginStats {
             .clone()
     }
 
+    /// `Degraded` once the plugin has faulted (its last error says how).
+    pub fn health(&self) -> PluginHealth {
+        if self.faults.load(Ordering::Relaxed) > 0 {
+            PluginHealth::Degraded
+        } else {
+            PluginHealth::Ok
+        }
+    }
+
     fn set_last_error(&self, e: String) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+    }
+}
+
+/// A plugin's state as health and `/v1/plugins` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginHealth {
+    Ok,
+    /// It faulted at least once (trap, panic, timeout, out of memory).
+    Degraded,
+}
+
+impl PluginHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginHealth::Ok => "ok",
+            PluginHealth::Degraded => "degraded",
+        }
     }
 }
 
@@ -132,24 +158,21 @@ impl LoadedPlugin {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
 
         let result = result.map_err(|error| {
-            match &error {
-                CallError::Failed(_) => {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(plugin = %self.name, %error, "plugin call failed");
-                }
-                CallError::Fault(..) => {
-                    self.stats.faults.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(plugin = %self.name, %error,
+            if !error.is_fault() {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin = %self.name, %error, "plugin call failed");
+            } else {
+                self.stats.faults.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(plugin = %self.name, %error,
                         "plugin faulted: re-creating its instance");
-                    *guard = None;
-                    match self.factory.instantiate() {
-                        Ok(instance) => {
-                            *guard = Some(instance);
-                            self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => tracing::error!(plugin = %self.name, error = %e,
-                            "cannot re-create the instance; will retry on the next call"),
+                *guard = None;
+                match self.factory.instantiate() {
+                    Ok(instance) => {
+                        *guard = Some(instance);
+                        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(e) => tracing::error!(plugin = %self.name, error = %e,
+                            "cannot re-create the instance; will retry on the next call"),
                 }
             }
             self.stats.set_last_error(error.to_string());

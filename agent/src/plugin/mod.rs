@@ -12,14 +12,15 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use outpost_pdk::{EventType, Message, Output, Point, SourceMessage};
+use outpost_pdk::{EventType, Message, Output, Point, RouteRequest, RouteResponse, SourceMessage};
 
 pub use instance::{CallError, FaultKind, PluginKind, SendingInput};
-pub use loaded::{LoadedPlugin, PluginError};
-pub use services::{HostHooks, PluginServices};
+pub use loaded::{LoadedPlugin, PluginError, PluginHealth};
+pub use services::{PluginServices, StatsFn};
 
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
+use crate::queue::kv::{KvError, KvStores};
 
 /// Why plugins could not be loaded; names the plugin and its file.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +31,14 @@ pub enum LoadError {
         file: Option<PathBuf>,
         message: String,
     },
-    #[error("plugin store: {0}")]
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error(transparent)]
     Store(#[from] sled::Error),
+    /// The plugins load, but the config wires them wrongly (e.g. a source feeding a
+    /// plugin that does not take what it sends).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Total size cap of one plugin's key-value store.
@@ -44,71 +51,45 @@ pub struct PluginHost {
     points: Arc<PointBuffer>,
 }
 
+/// What loading needs besides the config: where plugins keep their state, where
+/// their points go, and the agent's figures for `outpost_agent_stats`.
+pub struct HostContext {
+    pub kv: KvStores,
+    pub points: Arc<PointBuffer>,
+    pub stats: StatsFn,
+}
+
+impl HostContext {
+    /// A context of its own: a throw-away key-value store, no agent figures (`outpost
+    /// check`, tests and benchmarks of the plugin host).
+    pub fn detached(config: &Config) -> Result<Self, LoadError> {
+        Ok(HostContext {
+            kv: KvStores::temporary()?,
+            points: Arc::new(PointBuffer::new(&config.agent.service_name, 1)),
+            stats: Arc::new(outpost_pdk::AgentStats::default),
+        })
+    }
+}
+
 impl PluginHost {
     /// Loads every active plugin: `<dir>/<name>.wasm` if it exists, else the built-in
     /// native plugin of that name. Any failure stops start-up (and `outpost check`).
-    pub fn load(
-        config: &Config,
-        db: &sled::Db,
-        points: Arc<PointBuffer>,
-        hooks: HostHooks,
-    ) -> Result<Self, LoadError> {
-        let kv = db.open_tree("plugin_kv")?;
+    pub fn load(config: &Config, cx: HostContext) -> Result<Self, LoadError> {
         let cache = wasm_cache(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
             plugin: "*".into(),
             file: Some(config.agent.data_dir.join("wasm-cache")),
             message: format!("cannot set up the compiled-plugin cache: {e}"),
         })?;
-        let mut plugins = Vec::new();
-        for name in &config.plugins.active {
-            let services = Arc::new(PluginServices::new(
-                name,
-                kv.clone(),
-                KV_MAX_BYTES,
-                hooks.clone(),
-            )?);
-            let settings = config.plugin_settings(name);
-            let sandbox = config.sandbox(name);
-            let path = config.plugins.dir.join(format!("{name}.wasm"));
-            let (factory, file): (Box<dyn instance::InstanceFactory>, _) = if path.is_file() {
-                let f =
-                    wasm::WasmFactory::load(name, &path, &settings, &sandbox, services, &cache)?;
-                (Box::new(f), Some(path))
-            } else if let Some(native) = native::builtin(name) {
-                (
-                    Box::new(native::NativePluginFactory::new(native, settings, services)),
-                    None,
-                )
-            } else {
-                return Err(LoadError::Plugin {
-                    plugin: name.clone(),
-                    file: Some(path),
-                    message: "no such file, and no built-in plugin of that name".into(),
-                });
-            };
-            let info = factory.info();
-            let background = info.timer_ms.is_some() || !info.routes.is_empty() || info.on_message;
-            let instances = sandbox.instances.unwrap_or(if background {
-                1
-            } else {
-                std::thread::available_parallelism().map_or(2, |n| n.get())
-            });
-            let loaded =
-                LoadedPlugin::new(name, file.clone(), factory, instances).map_err(|e| {
-                    LoadError::Plugin {
-                        plugin: name.clone(),
-                        file,
-                        message: format!("initialize failed: {}", e.error),
-                    }
-                })?;
-            tracing::info!(plugin = %name, kind = loaded.kind().as_str(),
-                version = %loaded.info().version, instances, "plugin loaded");
-            plugins.push(Arc::new(loaded));
-        }
+        let plugins = config
+            .plugins
+            .active
+            .iter()
+            .map(|name| load_one(config, name, &cx, &cache).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let host = PluginHost {
             plugins,
             sinks: config.sinks.keys().cloned().collect(),
-            points,
+            points: cx.points,
         };
         host.points
             .set_enabled(host.subscribed(EventType::MonitoringEvent).next().is_some());
@@ -139,10 +120,7 @@ impl PluginHost {
             .iter()
             .find(|m| !self.sinks.contains(m.sink.as_str()))
         {
-            return Err(CallError::Failed(format!(
-                "message for unknown sink `{}`",
-                m.sink
-            )));
+            return Err(CallError::UnknownSink(m.sink.clone()));
         }
         Ok(output)
     }
@@ -196,18 +174,12 @@ impl PluginHost {
         Ok(output.messages)
     }
 
-    /// Hands a source message to the plugin called `plugin`. Blocking.
+    /// Hands a source message to `plugin`'s `on_message`. Blocking.
     pub fn on_message(
         &self,
-        plugin: &str,
+        plugin: &LoadedPlugin,
         message: &SourceMessage,
     ) -> Result<Vec<Message>, PluginError> {
-        let Some(plugin) = self.get(plugin).filter(|p| p.info().on_message) else {
-            return Err(PluginError {
-                plugin: plugin.to_owned(),
-                error: CallError::Failed("no such plugin taking messages".into()),
-            });
-        };
         let (result, elapsed) = plugin.call(|i| self.checked(i.on_message(message)?));
         self.points
             .plugin_call(&plugin.name, "on_message", outcome(&result), elapsed);
@@ -216,12 +188,70 @@ impl PluginHost {
         Ok(output.messages)
     }
 
+    /// Answers a request to one of `plugin`'s routes. Blocking.
+    pub fn route(
+        &self,
+        plugin: &LoadedPlugin,
+        request: &RouteRequest,
+    ) -> Result<RouteResponse, PluginError> {
+        let (result, elapsed) = plugin.call(|i| i.route(request));
+        self.points
+            .plugin_call(&plugin.name, "route", outcome(&result), elapsed);
+        result
+    }
+
     /// Calls `close` on every plugin, in reverse order. Blocking.
     pub fn close(&self) {
         for plugin in self.plugins.iter().rev() {
             plugin.close();
         }
     }
+}
+
+/// Loads plugin `name`: its factory (WASM file or built-in), then its first instance.
+fn load_one(
+    config: &Config,
+    name: &str,
+    cx: &HostContext,
+    cache: &std::path::Path,
+) -> Result<LoadedPlugin, LoadError> {
+    let kv = cx.kv.open(name, KV_MAX_BYTES)?;
+    let services = Arc::new(PluginServices::new(name, kv, Arc::clone(&cx.stats)));
+    let settings = config.plugins.settings_of(name);
+    let sandbox = config.plugins.sandbox_of(name);
+    let path = config.plugins.dir.join(format!("{name}.wasm"));
+    let (factory, file): (Box<dyn instance::InstanceFactory>, _) = if path.is_file() {
+        let f = wasm::WasmFactory::load(name, &path, &settings, &sandbox, services, cache)?;
+        (Box::new(f), Some(path))
+    } else if let Some(native) = native::builtin(name) {
+        let f = native::NativePluginFactory::new(native, settings, services);
+        (Box::new(f), None)
+    } else {
+        return Err(LoadError::Plugin {
+            plugin: name.to_owned(),
+            file: Some(path),
+            message: "no such file, and no built-in plugin of that name".into(),
+        });
+    };
+    let info = factory.info();
+    let background = info.timer_ms.is_some() || !info.routes.is_empty() || info.on_message;
+    // Each instance has its own memory: background plugins keep one, whose state is
+    // then the plugin's state; pure on-event plugins get one per CPU.
+    let instances = match sandbox.instances {
+        Some(n) => n.get(),
+        None if background => 1,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let loaded = LoadedPlugin::new(name, file.clone(), factory, instances).map_err(|e| {
+        LoadError::Plugin {
+            plugin: name.to_owned(),
+            file,
+            message: format!("initialize failed: {}", e.error),
+        }
+    })?;
+    tracing::info!(plugin = %name, kind = loaded.kind().as_str(),
+        version = %loaded.info().version, instances, "plugin loaded");
+    Ok(loaded)
 }
 
 /// Compiled plugins are cached in `<data_dir>/wasm-cache` (wasmtime's cache, keyed by
@@ -243,10 +273,7 @@ fn wasm_cache(data_dir: &std::path::Path) -> std::io::Result<PathBuf> {
 fn outcome<T>(result: &Result<T, PluginError>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(PluginError {
-            error: CallError::Failed(_),
-            ..
-        }) => "failed",
-        Err(_) => "fault",
+        Err(e) if e.error.is_fault() => "fault",
+        Err(_) => "failed",
     }
 }

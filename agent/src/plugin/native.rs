@@ -81,7 +81,7 @@ fn guarded<T>(
 ) -> Result<T, CallError> {
     match catch_unwind(AssertUnwindSafe(|| with_host(services, f))) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(CallError::Failed(e.message().to_owned())),
+        Ok(Err(e)) => Err(CallError::Reported(e.message().to_owned())),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()

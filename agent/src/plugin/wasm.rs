@@ -48,7 +48,7 @@ impl WasmFactory {
         let pages = (u64::from(sandbox.max_memory_mb) << 20) / WASM_PAGE;
         let mut manifest = Manifest::new([Wasm::data(wasm)])
             .with_memory_max(pages.min(u64::from(u32::MAX)) as u32)
-            .with_timeout(sandbox.timeout())
+            .with_timeout(sandbox.timeout)
             .disallow_all_hosts();
         let grants = sandbox
             .allowed_paths
@@ -144,14 +144,15 @@ impl InstanceFactory for WasmFactory {
     }
 
     fn instantiate(&self) -> Result<Box<dyn PluginInstance>, CallError> {
-        let mut plugin = extism::Plugin::new_from_compiled(&self.compiled)
-            .map_err(|e| CallError::Failed(format!("cannot instantiate: {e:#}")))?;
+        let mut plugin =
+            extism::Plugin::new_from_compiled(&self.compiled).map_err(CallError::Instantiate)?;
         let out = call(&mut plugin, exports::INITIALIZE, &self.settings)?;
         let initialized: Initialized = if out.is_empty() {
             Initialized::default()
         } else {
-            serde_json::from_slice(&out).map_err(|e| {
-                CallError::Failed(format!("`initialize` returned invalid output: {e}"))
+            serde_json::from_slice(&out).map_err(|source| CallError::InvalidOutput {
+                export: exports::INITIALIZE,
+                source,
             })?
         };
         let has_finalize = plugin.function_exists(exports::FINALIZE);
@@ -175,7 +176,7 @@ struct WasmInstance {
 fn call(plugin: &mut extism::Plugin, export: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
     match plugin.call_get_error_code::<&[u8], &[u8]>(export, input) {
         Ok(out) => Ok(out.to_vec()),
-        Err((e, 1)) => Err(CallError::Failed(e.to_string())),
+        Err((e, 1)) => Err(CallError::Reported(e.to_string())),
         Err((e, _)) => {
             let root = e.root_cause().to_string();
             Err(match root.as_str() {
@@ -192,10 +193,9 @@ fn first_line(s: &str) -> String {
 }
 
 impl WasmInstance {
-    fn output(&mut self, export: &str, input: &[u8]) -> Result<Output, CallError> {
+    fn output(&mut self, export: &'static str, input: &[u8]) -> Result<Output, CallError> {
         let bytes = call(&mut self.plugin, export, input)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| CallError::Failed(format!("`{export}` returned invalid output: {e}")))
+        serde_json::from_slice(&bytes).map_err(|source| CallError::InvalidOutput { export, source })
     }
 }
 
@@ -216,8 +216,10 @@ impl PluginInstance for WasmInstance {
     fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse, CallError> {
         let json = serde_json::to_vec(request).expect("request serialises");
         let bytes = call(&mut self.plugin, exports::ROUTE, &json)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| CallError::Failed(format!("`route` returned invalid output: {e}")))
+        serde_json::from_slice(&bytes).map_err(|source| CallError::InvalidOutput {
+            export: exports::ROUTE,
+            source,
+        })
     }
 
     fn on_message(&mut self, message: &SourceMessage) -> Result<Output, CallError> {

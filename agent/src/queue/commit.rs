@@ -101,8 +101,11 @@ impl GroupCommit {
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             if dirty.load(Ordering::Relaxed) {
-                                if let Err(e) = flush(&db, &segments, &dirty) {
-                                    tracing::error!(error = %e, "queue flush failed");
+                                match flush(&db, &segments, &dirty) {
+                                    Ok(()) => {
+                                        counter.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(e) => tracing::error!(error = %e, "queue flush failed"),
                                 }
                             }
                         }
@@ -136,7 +139,8 @@ impl GroupCommit {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Number of flushes so far (requests per flush shows how well commits group).
+    /// Number of completed flushes so far, for commits and for writes no commit covers
+    /// (acks, plugin key-value writes); requests per flush shows how well commits group.
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }

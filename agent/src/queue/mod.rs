@@ -13,6 +13,7 @@
 //!   millions never sits in RAM; counters are rebuilt by one scan at start-up.
 
 mod commit;
+pub mod kv;
 mod open;
 pub mod record;
 mod segments;
@@ -51,6 +52,10 @@ pub enum QueueError {
     Commit(Arc<sled::Error>),
     #[error("corrupt queue record {key}: {message}")]
     CorruptRecord { key: String, message: String },
+    #[error("payload segment unreadable: {0}")]
+    Segment(#[source] std::io::Error),
+    #[error("queue task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// One sink's FIFO: its key prefix, its counters and the wake-up for its delivery loop.
@@ -162,6 +167,7 @@ pub struct Queue {
 const PENDING_TREE: &[u8] = b"pending";
 const DEAD_TREE: &[u8] = b"dead_letter";
 const META_TREE: &[u8] = b"meta";
+const KV_TREE: &[u8] = b"plugin_kv";
 const EPOCH_KEY: &[u8] = b"epoch";
 
 impl Queue {
@@ -303,7 +309,7 @@ impl Queue {
         messages: &[Message],
         appended: &mut Vec<SegmentRef>,
     ) -> Result<Inserted, QueueError> {
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let mut batch = sled::Batch::default();
         let mut sizes: Vec<(Arc<SinkQueue>, u64)> = Vec::with_capacity(messages.len());
         let mut needed = 0u64;
@@ -445,7 +451,7 @@ impl Queue {
                 Ok(message) => out.push(message),
                 Err(reason) => {
                     // Unreadable records must not wedge the sink: park them as dead letters.
-                    tracing::error!(sink = %sink.name, key = ?key, "{reason}");
+                    tracing::error!(sink = %sink.name, error = %reason, "unreadable queue record");
                     self.dead.insert(&key, value)?;
                     self.remove(sink, &key)?;
                     sink.dead.fetch_add(1, Ordering::Relaxed);
@@ -456,22 +462,24 @@ impl Queue {
     }
 
     /// A pending record with its payload.
-    fn load(&self, key: sled::IVec, value: &[u8]) -> Result<StoredMessage, String> {
+    fn load(&self, key: sled::IVec, value: &[u8]) -> Result<StoredMessage, QueueError> {
         match Envelope::decode(value) {
             Ok(Envelope::V1(r)) => Ok(stored(key, r)),
             Ok(Envelope::V2(r)) => {
                 let payload = match &r.payload {
                     Payload::Inline(bytes) => bytes.clone(),
-                    Payload::Segment(s) => self
-                        .segments
-                        .read(s)
-                        .map_err(|e| format!("payload segment unreadable: {e}"))?,
+                    Payload::Segment(s) => self.segments.read(s).map_err(QueueError::Segment)?,
                 };
                 Ok(stored(key, r.with_payload(payload)))
             }
-            Ok(Envelope::DeadV1(_)) | Err(_) => {
-                Err("record cannot be decoded as a pending message".to_owned())
-            }
+            Ok(Envelope::DeadV1(_)) => Err(QueueError::CorruptRecord {
+                key: format!("{key:?}"),
+                message: "a dead letter among the pending messages".into(),
+            }),
+            Err(e) => Err(QueueError::CorruptRecord {
+                key: format!("{key:?}"),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -487,11 +495,11 @@ impl Queue {
         &self,
         sink: &SinkQueue,
         message: &StoredMessage,
-        reason: &str,
+        reason: impl std::fmt::Display,
     ) -> Result<(), QueueError> {
         let record = Envelope::DeadV1(DeadLetterV1 {
-            reason: reason.to_owned(),
-            failed_ms: now_ms(),
+            reason: reason.to_string(),
+            failed_ms: crate::clock::now_ms(),
             record: RecordV1 {
                 id: message.id,
                 enqueued_ms: message.enqueued_ms,
@@ -597,20 +605,18 @@ impl Queue {
         Ok(())
     }
 
-    /// Asks the committer to flush within its idle interval (500 ms): for writes to the
-    /// database that no commit covers, such as the plugins' key-value stores.
-    pub fn flush_soon(&self) {
-        self.dirty.store(true, Ordering::Relaxed);
-    }
-
     /// Payload segment files on disk.
     pub fn segment_files(&self) -> usize {
         self.segments.files()
     }
 
-    /// The database, for the plugins' key-value stores (same file, own trees).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// The plugins' key-value stores, in this database: their writes are flushed by
+    /// the committer.
+    pub fn kv_stores(&self) -> Result<kv::KvStores, QueueError> {
+        Ok(kv::KvStores::new(
+            self.db.open_tree(KV_TREE)?,
+            Arc::clone(&self.dirty),
+        ))
     }
 }
 
@@ -648,12 +654,6 @@ fn seq_of_key(key: &[u8]) -> u64 {
         .checked_sub(8)
         .and_then(|start| key[start..].try_into().ok())
         .map_or(0, u64::from_be_bytes)
-}
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::retry::Backoff;
 use super::{DeliveryError, Partial, SinkState, Transport};
 use crate::config::RetryConfig;
-use crate::queue::{Queue, SinkQueue, StoredMessage};
+use crate::queue::{Queue, QueueError, SinkQueue, StoredMessage};
+use crate::retry::Backoff;
 
 /// Messages read from the queue per pass at least (more if the sink's batches are
 /// larger); bounds the loop's memory.
@@ -25,9 +25,10 @@ pub(super) struct DeliveryLoop {
 }
 
 /// What became of a message in this pass.
+#[derive(Debug)]
 enum Outcome {
     Acked,
-    Refused(String),
+    Refused(DeliveryError),
 }
 
 impl DeliveryLoop {
@@ -38,88 +39,100 @@ impl DeliveryLoop {
     /// after the restart (at-least-once).
     pub async fn run<T: Transport>(mut self, transport: T) {
         let mut backoff = Backoff::new(&self.retry);
-        // After a batch of several was refused: how many to send one by one, so that only
-        // the refused message is dead-lettered.
-        let mut isolate = 0usize;
         while !*self.shutdown.borrow() {
-            let batch = match self.peek().await {
-                Ok(batch) => batch,
+            let batch = match self.next_batch().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => continue,
                 Err(e) => {
                     tracing::error!(sink = %self.fifo.name, error = %e, "cannot read the queue");
-                    self.state.failed(&e.to_string());
+                    self.state.failed(&e);
                     if self.pause(Duration::from_secs(1)).await {
                         break;
                     }
                     continue;
                 }
             };
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = self.fifo.wait_for_messages() => {}
-                    _ = self.shutdown.changed() => {}
-                }
-                continue;
-            }
             self.state.set_in_flight(batch.len() as u64);
-            // outcomes[i] is the fate of batch[i]: the loop settles messages in order.
-            let mut outcomes = Vec::with_capacity(batch.len());
-            while outcomes.len() < batch.len() {
-                let head = &batch[outcomes.len()..];
-                let n = if isolate > 0 {
-                    1
-                } else {
-                    transport.batch_len(head).clamp(1, head.len())
-                };
-                let result = tokio::select! {
-                    r = transport.deliver(&head[..n]) => r,
-                    _ = self.shutdown.changed() => break,
-                };
-                let (acked, error) = match result {
-                    Ok(()) => (n, None),
-                    Err(Partial { acked, error }) => (acked.min(n - 1), Some(error)),
-                };
-                if acked > 0 {
-                    backoff.reset();
-                    self.state.delivered(acked);
-                    outcomes.extend((0..acked).map(|_| Outcome::Acked));
-                    isolate = isolate.saturating_sub(acked);
-                }
-                let Some(error) = error else { continue };
-                match error {
-                    DeliveryError::Permanent(reason) if n - acked > 1 => {
-                        tracing::info!(sink = %self.fifo.name, %reason, messages = n - acked,
-                            "batch refused: sending its messages one by one");
-                        isolate = n - acked;
-                    }
-                    DeliveryError::Permanent(reason) => {
-                        let message = &head[acked];
-                        tracing::warn!(sink = %self.fifo.name, id = %message.id, %reason,
-                            "message refused by the sink: moved to the dead-letter tree");
-                        self.state.refused(&reason);
-                        outcomes.push(Outcome::Refused(reason));
-                        isolate = isolate.saturating_sub(1);
-                    }
-                    DeliveryError::Transient(reason) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(sink = %self.fifo.name, %reason, retry_in = ?delay,
-                            attempt = backoff.attempts(), "delivery failed");
-                        self.state.failed(&reason);
-                        if self.pause(delay).await {
-                            break;
-                        }
-                    }
-                }
-            }
+            let outcomes = self.deliver(&transport, &batch, &mut backoff).await;
             self.state.set_in_flight(0);
             self.settle(batch, outcomes).await;
         }
     }
 
-    async fn peek(&self) -> Result<Vec<StoredMessage>, crate::queue::QueueError> {
+    /// The head of the FIFO; `None` after waiting for messages (or shutdown).
+    async fn next_batch(&mut self) -> Result<Option<Vec<StoredMessage>>, QueueError> {
         let (queue, fifo, max) = (Arc::clone(&self.queue), Arc::clone(&self.fifo), self.peek);
-        tokio::task::spawn_blocking(move || queue.peek(&fifo, max))
-            .await
-            .expect("queue read panicked")
+        let batch = tokio::task::spawn_blocking(move || queue.peek(&fifo, max)).await??;
+        if !batch.is_empty() {
+            return Ok(Some(batch));
+        }
+        tokio::select! {
+            _ = self.fifo.wait_for_messages() => {}
+            _ = self.shutdown.changed() => {}
+        }
+        Ok(None)
+    }
+
+    /// Hands `batch` to the transport until every message is acknowledged or refused,
+    /// backing off after transient failures. Returns the fate of each message settled
+    /// (all of them, unless shutdown came first), in order.
+    async fn deliver<T: Transport>(
+        &mut self,
+        transport: &T,
+        batch: &[StoredMessage],
+        backoff: &mut Backoff,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // After a batch of several was refused: how many to send one by one, so that only
+        // the refused message is dead-lettered.
+        let mut isolate = 0usize;
+        while outcomes.len() < batch.len() {
+            let head = &batch[outcomes.len()..];
+            let n = if isolate > 0 {
+                1
+            } else {
+                transport.batch_len(head).clamp(1, head.len())
+            };
+            let result = tokio::select! {
+                r = transport.deliver(&head[..n]) => r,
+                _ = self.shutdown.changed() => break,
+            };
+            let (acked, error) = match result {
+                Ok(()) => (n, None),
+                Err(Partial { acked, error }) => (acked.min(n - 1), Some(error)),
+            };
+            if acked > 0 {
+                backoff.reset();
+                self.state.delivered(acked);
+                outcomes.extend((0..acked).map(|_| Outcome::Acked));
+                isolate = isolate.saturating_sub(acked);
+            }
+            match error {
+                None => {}
+                Some(DeliveryError::Permanent(reason)) if n - acked > 1 => {
+                    tracing::info!(sink = %self.fifo.name, %reason, messages = n - acked,
+                        "batch refused: sending its messages one by one");
+                    isolate = n - acked;
+                }
+                Some(error @ DeliveryError::Permanent(_)) => {
+                    tracing::warn!(sink = %self.fifo.name, id = %head[acked].id, reason = %error,
+                        "message refused by the sink: moved to the dead-letter tree");
+                    self.state.refused(&error);
+                    outcomes.push(Outcome::Refused(error));
+                    isolate = isolate.saturating_sub(1);
+                }
+                Some(DeliveryError::Transient(reason)) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(sink = %self.fifo.name, %reason, retry_in = ?delay,
+                        attempt = backoff.attempts(), "delivery failed");
+                    self.state.failed(&reason);
+                    if self.pause(delay).await {
+                        break;
+                    }
+                }
+            }
+        }
+        outcomes
     }
 
     /// Deletes acknowledged messages and dead-letters refused ones (`outcomes[i]` for
@@ -133,13 +146,14 @@ impl DeliveryLoop {
             for (m, outcome) in batch.iter().zip(outcomes) {
                 match outcome {
                     Outcome::Acked => queue.ack(&fifo, m)?,
-                    Outcome::Refused(reason) => queue.dead_letter(&fifo, m, &reason)?,
+                    Outcome::Refused(error) => queue.dead_letter(&fifo, m, error.failure())?,
                 }
             }
-            Ok::<_, crate::queue::QueueError>(())
+            Ok::<_, QueueError>(())
         })
         .await
-        .expect("queue write panicked");
+        .map_err(QueueError::from)
+        .and_then(|r| r);
         if let Err(e) = result {
             // The messages stay queued and are delivered again: at-least-once.
             tracing::error!(sink = %self.fifo.name, error = %e, "cannot delete delivered messages");
@@ -154,3 +168,6 @@ impl DeliveryLoop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

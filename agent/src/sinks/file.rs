@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{DeliveryError, Partial, Transport};
+use super::{DeliveryError, Failure, Partial, Transport};
 use crate::config::FileSinkConfig;
 use crate::queue::StoredMessage;
 
@@ -91,11 +91,12 @@ impl Transport for FileTransport {
             result.map_err(|e| {
                 // Reopen next time: the file may have been rotated or its disk remounted.
                 *guard = None;
-                DeliveryError::Transient(format!("{}: {e}", path.display()))
+                let e = std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+                DeliveryError::Transient(Failure::Io(e))
             })
         })
         .await
-        .map_err(|e| DeliveryError::Transient(format!("file write task failed: {e}")))??;
+        .map_err(|e| DeliveryError::Transient(Failure::Io(std::io::Error::other(e))))??;
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::{DeliveryError, Partial, Transport};
+use super::{DeliveryError, Failure, Partial, Transport};
 use crate::config::HttpSinkConfig;
 use crate::queue::StoredMessage;
 
@@ -47,22 +47,15 @@ impl HttpTransport {
     pub fn new(config: &HttpSinkConfig) -> anyhow::Result<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(config.timeout_ms)));
+        connector.set_connect_timeout(Some(config.timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            headers.insert(
-                HeaderName::from_bytes(name.as_bytes())?,
-                HeaderValue::from_str(value)?,
-            );
-        }
         Ok(HttpTransport {
             client,
-            uri: config.url.parse()?,
-            timeout: Duration::from_millis(config.timeout_ms),
-            headers,
+            uri: config.url.clone(),
+            timeout: config.timeout,
+            headers: config.headers.clone(),
             batch_max_messages: config.batch_max_messages,
             batch_max_bytes: config.batch_max_bytes,
         })
@@ -102,7 +95,7 @@ impl HttpTransport {
         };
         let mut request = builder
             .body(body)
-            .map_err(|e| DeliveryError::Permanent(format!("cannot build request: {e}")))?;
+            .map_err(|e| DeliveryError::Permanent(Failure::InvalidHeader(e.to_string())))?;
         let headers = request.headers_mut();
         for (name, value) in &self.headers {
             headers.insert(name, value.clone());
@@ -116,8 +109,8 @@ impl HttpTransport {
                     headers.insert(name, value);
                 }
                 _ => {
-                    return Err(DeliveryError::Permanent(format!(
-                        "invalid header `{name}` from the plugin"
+                    return Err(DeliveryError::Permanent(Failure::InvalidHeader(
+                        name.clone(),
                     )))
                 }
             }
@@ -130,7 +123,10 @@ impl HttpTransport {
         let request = self.request(batch)?;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| {
-                DeliveryError::Transient(format!("{}: {}", self.uri, error_chain(&e)))
+                DeliveryError::Transient(Failure::Connection {
+                    target: self.uri.to_string(),
+                    message: error_chain(&e),
+                })
             })?;
             let status = response.status();
             // Read the body to the end so the connection goes back to the pool.
@@ -144,10 +140,10 @@ impl HttpTransport {
         let (status, body) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| {
-                DeliveryError::Transient(format!(
-                    "{}: no answer within {:?}",
-                    self.uri, self.timeout
-                ))
+                DeliveryError::Transient(Failure::Timeout {
+                    target: self.uri.to_string(),
+                    after: self.timeout,
+                })
             })??;
         classify(status, &body)
     }
@@ -231,8 +227,8 @@ fn classify(status: StatusCode, body: &[u8]) -> Result<(), DeliveryError> {
     if status.is_success() {
         return Ok(());
     }
-    let excerpt = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let reason = format!("HTTP {status}: {excerpt}");
+    let excerpt = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    let reason = Failure::Status { status, excerpt };
     if status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
@@ -260,7 +256,7 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(classify(StatusCode::CREATED, b""), Ok(()));
+        assert!(classify(StatusCode::CREATED, b"").is_ok());
         for s in [500, 502, 503, 408, 429] {
             let s = StatusCode::from_u16(s).unwrap();
             assert!(

@@ -2,14 +2,14 @@
 //! acknowledged them.
 //!
 //! A sink is a [`Transport`] (how one message goes out: HTTP, file, …) driven by the one
-//! [delivery loop](delivery) with the one [retry policy](retry). Adding a sink type means
-//! adding a transport, nothing else.
+//! [delivery loop](delivery) with the one [retry policy](crate::retry). Adding a sink
+//! type means adding a transport, nothing else.
 
 mod delivery;
+mod error;
 mod file;
 mod http;
 mod mqtt;
-pub mod retry;
 mod state;
 mod topic;
 
@@ -20,35 +20,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, SinkConfig};
+use crate::config::{Config, SinkKind};
 use crate::queue::{Queue, StoredMessage};
+pub use error::{DeliveryError, Failure, Partial};
 pub use state::{SinkState, SinkStatus};
 pub use topic::TopicTemplates;
-
-/// Why a delivery failed, which decides what happens to the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryError {
-    /// The remote side is unreachable or overloaded: keep the message, back off, retry.
-    Transient(String),
-    /// The remote side refused this message and will refuse it again: dead-letter it,
-    /// so it neither blocks the sink nor vanishes.
-    Permanent(String),
-}
-
-/// A batch the remote side did not wholly acknowledge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partial {
-    /// How many messages at the head of the batch were acknowledged.
-    pub acked: usize,
-    /// Why the next one was not.
-    pub error: DeliveryError,
-}
-
-impl From<DeliveryError> for Partial {
-    fn from(error: DeliveryError) -> Self {
-        Partial { acked: 0, error }
-    }
-}
 
 /// How messages leave the device.
 ///
@@ -80,29 +56,34 @@ impl Sinks {
     pub fn start(
         config: &Config,
         queue: &Arc<Queue>,
+        topics: &TopicTemplates,
         shutdown: &watch::Receiver<bool>,
     ) -> anyhow::Result<Sinks> {
         let mut states = BTreeMap::new();
         let mut tasks = Vec::new();
         for (name, sink) in &config.sinks {
-            let state = Arc::new(SinkState::new(name, sink.kind()));
-            let fifo = Arc::clone(queue.sink(name).expect("queue opened with every sink"));
+            let state = Arc::new(SinkState::new(name, sink.kind_name()));
+            let Some(fifo) = queue.sink(name) else {
+                anyhow::bail!("sink `{name}` has no queue");
+            };
             let looper = delivery::DeliveryLoop {
                 queue: Arc::clone(queue),
-                fifo,
+                fifo: Arc::clone(fifo),
                 state: Arc::clone(&state),
-                retry: sink.retry().clone(),
+                retry: sink.delivery.retry,
                 peek: sink.max_batch().max(delivery::BATCH),
                 shutdown: shutdown.clone(),
             };
-            let task = match sink {
-                SinkConfig::Http(c) => tokio::spawn(looper.run(http::HttpTransport::new(c)?)),
-                SinkConfig::File(c) => tokio::spawn(looper.run(file::FileTransport::new(c))),
-                SinkConfig::Mqtt(c) => {
+            let task = match &sink.kind {
+                SinkKind::Http(c) => tokio::spawn(looper.run(http::HttpTransport::new(c)?)),
+                SinkKind::File(c) => tokio::spawn(looper.run(file::FileTransport::new(c))),
+                SinkKind::Mqtt(c) => {
                     let transport = mqtt::MqttTransport::start(
                         name,
                         c,
                         &config.agent.device_id,
+                        topics.expand(&c.topic, name, None),
+                        &sink.delivery.retry,
                         Arc::clone(&state),
                         shutdown.clone(),
                     )

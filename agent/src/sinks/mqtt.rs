@@ -22,17 +22,22 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::retry::Backoff;
-use super::{DeliveryError, Partial, SinkState, Transport};
-use crate::config::{MqttConfig, MqttProtocol};
-use crate::mqtt::{self, Client, EventLoop, SessionEvent};
+use super::{DeliveryError, Failure, Partial, SinkState, Transport};
+use crate::config::{MqttProtocol, MqttSinkConfig, QoS, RetryConfig};
+use crate::mqtt::{self, Client, EventLoop, SessionError, SessionEvent};
 use crate::queue::StoredMessage;
+use crate::retry::Backoff;
+use crate::tls::TlsError;
 
 type Waiter = oneshot::Sender<Result<(), DeliveryError>>;
 
-/// Connection state shared by the transport and its driver task.
+/// Publishes waiting for the broker, matched to acknowledgements by packet id.
+///
+/// rumqttc reports `Outgoing::Publish(pkid)` in the order publishes were enqueued, so a
+/// publish's waiter moves from `unassigned` (oldest first) to `by_pkid` when its
+/// packet id is known, and leaves with the acknowledgement of that id.
 #[derive(Default)]
-struct Conn {
+struct InFlight {
     connected: bool,
     /// Enqueued publishes whose packet id is not known yet, oldest first.
     unassigned: VecDeque<Waiter>,
@@ -40,23 +45,47 @@ struct Conn {
     by_pkid: HashMap<u16, Waiter>,
 }
 
-impl Conn {
-    fn fail_all(&mut self, reason: &str) {
+impl InFlight {
+    /// A publish was enqueued; `waiter` hears how it went.
+    fn enqueued(&mut self, waiter: Waiter) {
+        self.unassigned.push_back(waiter);
+    }
+
+    /// The oldest enqueued publish went out as `pkid` (0: QoS 0, done once written).
+    fn sent(&mut self, pkid: u16) {
+        if let Some(waiter) = self.unassigned.pop_front() {
+            if pkid == 0 {
+                let _ = waiter.send(Ok(()));
+            } else {
+                self.by_pkid.insert(pkid, waiter);
+            }
+        }
+    }
+
+    /// The broker answered for `pkid`.
+    fn answered(&mut self, pkid: u16, result: Result<(), DeliveryError>) {
+        if let Some(waiter) = self.by_pkid.remove(&pkid) {
+            let _ = waiter.send(result);
+        }
+    }
+
+    /// Fails every waiter (the connection is gone; their publishes may be lost).
+    fn fail_all(&mut self, failure: impl Fn() -> Failure) {
         let waiters = self
             .unassigned
             .drain(..)
             .chain(self.by_pkid.drain().map(|(_, w)| w));
         for w in waiters.collect::<Vec<_>>() {
-            let _ = w.send(Err(DeliveryError::Transient(reason.to_owned())));
+            let _ = w.send(Err(DeliveryError::Transient(failure())));
         }
     }
 }
 
 pub(super) struct MqttTransport {
     client: Client,
-    conn: Arc<Mutex<Conn>>,
+    conn: Arc<Mutex<InFlight>>,
     reconnect: Arc<Notify>,
-    qos: u8,
+    qos: QoS,
     retain: bool,
     max_packet: usize,
     v5: bool,
@@ -66,51 +95,51 @@ pub(super) struct MqttTransport {
     fallback_topic: String,
 }
 
-fn lock(conn: &Mutex<Conn>) -> std::sync::MutexGuard<'_, Conn> {
+fn lock(conn: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
     conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MqttTransport {
     /// Connects (in the background, retrying) and returns the transport.
+    /// `fallback_topic` is for records queued without a topic (e.g. before the sink
+    /// became MQTT).
     pub fn start(
         sink: &str,
-        config: &MqttConfig,
+        config: &MqttSinkConfig,
         device_id: &str,
+        fallback_topic: String,
+        retry: &RetryConfig,
         state: Arc<SinkState>,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<Self, mqtt::MqttError> {
-        let client_id = config
+    ) -> Result<Self, TlsError> {
+        let connection = &config.connection;
+        let client_id = connection
             .client_id
             .clone()
             .unwrap_or_else(|| format!("{device_id}-{sink}"));
-        let clean = config.clean_session.unwrap_or(true);
-        let (client, eventloop) = mqtt::connect(config, &client_id, clean, false)?;
-        let conn = Arc::new(Mutex::new(Conn::default()));
+        let (client, eventloop) =
+            mqtt::connect(connection, &client_id, config.clean_session, false)?;
+        let conn = Arc::new(Mutex::new(InFlight::default()));
         let reconnect = Arc::new(Notify::new());
-        tokio::spawn(drive(
-            eventloop,
-            client.clone(),
-            Arc::clone(&conn),
-            Arc::clone(&reconnect),
+        let driver = Driver {
+            client: client.clone(),
+            conn: Arc::clone(&conn),
+            reconnect: Arc::clone(&reconnect),
             state,
-            Backoff::new(&config.retry),
-            shutdown,
-        ));
-        let template = config.topic.clone().unwrap_or_default();
+            backoff: Backoff::new(retry),
+        };
+        tokio::spawn(driver.run(eventloop, shutdown));
         Ok(MqttTransport {
             client,
             conn,
             reconnect,
-            qos: config.qos,
+            qos: connection.qos,
             retain: config.retain,
-            max_packet: config.max_packet_bytes,
-            v5: config.protocol == MqttProtocol::V5,
-            ack_timeout: Duration::from_millis(config.ack_timeout_ms),
+            max_packet: connection.max_packet_bytes,
+            v5: connection.protocol == MqttProtocol::V5,
+            ack_timeout: config.ack_timeout,
             max_in_flight: config.max_in_flight,
-            fallback_topic: template
-                .replace("{device_id}", device_id)
-                .replace("{sink}", sink)
-                .replace("{handler_id}", "none"),
+            fallback_topic,
         })
     }
 
@@ -133,55 +162,18 @@ impl Transport for MqttTransport {
     }
 
     async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
-        let mut acks = Vec::with_capacity(batch.len());
-        // Why the publishes stopped short of the whole batch, if they did.
-        let mut cut = None;
-        {
-            let mut conn = lock(&self.conn);
-            if !conn.connected {
-                return Err(DeliveryError::Transient("not connected to the broker".into()).into());
-            }
-            for message in batch {
-                let topic = message.topic.as_deref().unwrap_or(&self.fallback_topic);
-                let size = self.packet_size(topic, message);
-                if size > self.max_packet {
-                    cut = Some(DeliveryError::Permanent(format!(
-                        "message of {size} bytes exceeds max_packet_bytes {}",
-                        self.max_packet
-                    )));
-                    break;
-                }
-                let published = self.client.try_publish(
-                    topic,
-                    self.qos,
-                    self.retain,
-                    message.payload.clone(),
-                    &message.id.to_string(),
-                    &message.content_type,
-                );
-                if let Err(e) = published {
-                    cut = Some(DeliveryError::Transient(format!("publish: {e}")));
-                    break;
-                }
-                let (tx, rx) = oneshot::channel();
-                conn.unassigned.push_back(tx);
-                acks.push(rx);
-            }
-        }
+        let (acks, cut) = self.publish(batch)?;
         let sent = acks.len();
         let deadline = tokio::time::Instant::now() + self.ack_timeout;
         for (acked, ack) in acks.into_iter().enumerate() {
             let error = match tokio::time::timeout_at(deadline, ack).await {
                 Ok(Ok(Ok(()))) => continue,
                 Ok(Ok(Err(e))) => e,
-                Ok(Err(_)) => DeliveryError::Transient("connection reset".into()),
+                Ok(Err(_)) => DeliveryError::Transient(Failure::ShuttingDown),
                 Err(_) => {
-                    lock(&self.conn).fail_all("superseded");
+                    lock(&self.conn).fail_all(|| Failure::AckTimeout(self.ack_timeout));
                     self.reconnect.notify_one();
-                    DeliveryError::Transient(format!(
-                        "no acknowledgement within {:?}; reconnecting",
-                        self.ack_timeout
-                    ))
+                    DeliveryError::Transient(Failure::AckTimeout(self.ack_timeout))
                 }
             };
             return Err(Partial { acked, error });
@@ -193,69 +185,167 @@ impl Transport for MqttTransport {
     }
 }
 
+type Acks = Vec<oneshot::Receiver<Result<(), DeliveryError>>>;
+
+impl MqttTransport {
+    /// Enqueues the publishes of `batch` (while connected, under the lock the driver
+    /// takes on a drop). Returns their acknowledgements and, if it stopped short, why.
+    fn publish(
+        &self,
+        batch: &[StoredMessage],
+    ) -> Result<(Acks, Option<DeliveryError>), DeliveryError> {
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut conn = lock(&self.conn);
+        if !conn.connected {
+            return Err(DeliveryError::Transient(Failure::NotConnected));
+        }
+        for message in batch {
+            let topic = message.topic.as_deref().unwrap_or(&self.fallback_topic);
+            let size = self.packet_size(topic, message);
+            if size > self.max_packet {
+                let max = self.max_packet;
+                let cut = DeliveryError::Permanent(Failure::TooLarge { size, max });
+                return Ok((acks, Some(cut)));
+            }
+            let published = self.client.try_publish(
+                topic,
+                self.qos,
+                self.retain,
+                message.payload.clone(),
+                &message.id.to_string(),
+                &message.content_type,
+            );
+            if let Err(e) = published {
+                return Ok((acks, Some(DeliveryError::Transient(Failure::Publish(e)))));
+            }
+            let (tx, rx) = oneshot::channel();
+            conn.enqueued(tx);
+            acks.push(rx);
+        }
+        Ok((acks, None))
+    }
+}
+
 /// Drives the event loop: reconnects with backoff, matches packet ids to waiters.
-async fn drive(
-    mut eventloop: EventLoop,
+struct Driver {
     client: Client,
-    conn: Arc<Mutex<Conn>>,
+    conn: Arc<Mutex<InFlight>>,
     reconnect: Arc<Notify>,
     state: Arc<SinkState>,
-    mut backoff: Backoff,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let event = tokio::select! {
-            e = eventloop.poll() => e,
-            _ = reconnect.notified() => Err("acknowledgement overdue".to_owned()),
-            _ = shutdown.changed() => {
-                lock(&conn).fail_all("shutting down");
-                client.disconnect().await;
-                return;
-            }
-        };
-        match event {
-            Ok(SessionEvent::Connected) => {
-                lock(&conn).connected = true;
-                backoff.reset();
-                state.connected();
-                tracing::info!(sink = %state.name, "connected to the MQTT broker");
-            }
-            Ok(SessionEvent::Sent(pkid)) => {
-                let mut c = lock(&conn);
-                if let Some(waiter) = c.unassigned.pop_front() {
-                    if pkid == 0 {
-                        let _ = waiter.send(Ok(()));
-                    } else {
-                        c.by_pkid.insert(pkid, waiter);
+    backoff: Backoff,
+}
+
+impl Driver {
+    async fn run(mut self, mut eventloop: EventLoop, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let event = tokio::select! {
+                e = eventloop.poll() => e.map_err(Arc::new),
+                _ = self.reconnect.notified() => Err(Arc::new(SessionError::AckOverdue)),
+                _ = shutdown.changed() => {
+                    lock(&self.conn).fail_all(|| Failure::ShuttingDown);
+                    self.client.disconnect().await;
+                    return;
+                }
+            };
+            match event {
+                Ok(event) => self.on_event(event),
+                Err(e) => {
+                    {
+                        let mut c = lock(&self.conn);
+                        c.connected = false;
+                        eventloop.reset();
+                        c.fail_all(|| Failure::ConnectionLost(Arc::clone(&e)));
+                    }
+                    self.state.disconnected(&e);
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(sink = %self.state.name, error = %e, retry_in = ?delay,
+                        "MQTT connection failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
                     }
                 }
             }
-            Ok(SessionEvent::Acked(pkid)) => {
-                if let Some(waiter) = lock(&conn).by_pkid.remove(&pkid) {
-                    let _ = waiter.send(Ok(()));
-                }
-            }
-            Ok(SessionEvent::Refused(pkid, reason)) => {
-                if let Some(waiter) = lock(&conn).by_pkid.remove(&pkid) {
-                    let _ = waiter.send(Err(DeliveryError::Permanent(reason)));
-                }
-            }
-            Ok(SessionEvent::Message(_) | SessionEvent::Other) => {}
-            Err(e) => {
-                {
-                    let mut c = lock(&conn);
-                    c.connected = false;
-                    eventloop.reset();
-                    c.fail_all(&format!("connection lost: {e}"));
-                }
-                state.disconnected(&e);
-                let delay = backoff.next_delay();
-                tracing::warn!(sink = %state.name, error = %e, retry_in = ?delay, "MQTT connection failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => return,
-                }
-            }
         }
+    }
+
+    fn on_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Connected => {
+                lock(&self.conn).connected = true;
+                self.backoff.reset();
+                self.state.connected();
+                tracing::info!(sink = %self.state.name, "connected to the MQTT broker");
+            }
+            SessionEvent::Sent(pkid) => lock(&self.conn).sent(pkid),
+            SessionEvent::Acked(pkid) => lock(&self.conn).answered(pkid, Ok(())),
+            SessionEvent::Refused(pkid, reason) => {
+                let refused = DeliveryError::Permanent(Failure::BrokerRefused(reason));
+                lock(&self.conn).answered(pkid, Err(refused));
+            }
+            SessionEvent::Message(_) | SessionEvent::Subscribed | SessionEvent::Other => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(conn: &mut InFlight) -> oneshot::Receiver<Result<(), DeliveryError>> {
+        let (tx, rx) = oneshot::channel();
+        conn.enqueued(tx);
+        rx
+    }
+
+    fn outcome(
+        rx: &mut oneshot::Receiver<Result<(), DeliveryError>>,
+    ) -> Option<Result<(), String>> {
+        rx.try_recv().ok().map(|r| r.map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn acknowledgements_are_matched_by_packet_id_in_any_order() {
+        let mut conn = InFlight::default();
+        let (mut a, mut b, mut c) = (waiter(&mut conn), waiter(&mut conn), waiter(&mut conn));
+        // Sent in enqueue order, with the ids rumqttc chose.
+        conn.sent(7);
+        conn.sent(8);
+        conn.sent(9);
+        assert_eq!(outcome(&mut a), None, "sent is not acknowledged");
+        conn.answered(9, Ok(()));
+        conn.answered(7, Ok(()));
+        assert_eq!(outcome(&mut c), Some(Ok(())));
+        assert_eq!(outcome(&mut a), Some(Ok(())));
+        assert_eq!(outcome(&mut b), None);
+        let refused = DeliveryError::Permanent(Failure::BrokerRefused("QuotaExceeded".into()));
+        conn.answered(8, Err(refused));
+        assert!(outcome(&mut b)
+            .unwrap()
+            .unwrap_err()
+            .contains("QuotaExceeded"));
+        assert!(conn.by_pkid.is_empty() && conn.unassigned.is_empty());
+    }
+
+    #[test]
+    fn qos_0_is_done_once_sent_and_unknown_ids_are_ignored() {
+        let mut conn = InFlight::default();
+        let mut a = waiter(&mut conn);
+        conn.answered(3, Ok(())); // a late ack of another connection's publish
+        assert_eq!(outcome(&mut a), None);
+        conn.sent(0);
+        assert_eq!(outcome(&mut a), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_dropped_connection_fails_every_waiter() {
+        let mut conn = InFlight::default();
+        let (mut a, mut b) = (waiter(&mut conn), waiter(&mut conn));
+        conn.sent(1);
+        conn.fail_all(|| Failure::NotConnected);
+        for rx in [&mut a, &mut b] {
+            assert_eq!(outcome(rx), Some(Err("not connected to the broker".into())));
+        }
+        assert!(conn.by_pkid.is_empty() && conn.unassigned.is_empty());
     }
 }

@@ -33,7 +33,6 @@ pub struct SinkState {
     status: AtomicU8,
     delivered: AtomicU64,
     failures: AtomicU64,
-    dead_lettered: AtomicU64,
     in_flight: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -46,7 +45,6 @@ impl SinkState {
             status: AtomicU8::new(SinkStatus::Idle as u8),
             delivered: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            dead_lettered: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
@@ -67,10 +65,10 @@ impl SinkState {
     }
 
     /// The connection went down.
-    pub(super) fn disconnected(&self, reason: &str) {
+    pub(super) fn disconnected(&self, reason: &dyn std::fmt::Display) {
         self.status
             .store(SinkStatus::Disconnected as u8, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        self.set_last_error(reason);
     }
 
     pub(super) fn delivered(&self, n: usize) {
@@ -80,18 +78,21 @@ impl SinkState {
     }
 
     /// The remote side answered, but refused the message for good.
-    pub(super) fn refused(&self, reason: &str) {
+    pub(super) fn refused(&self, reason: &dyn std::fmt::Display) {
         self.status
             .store(SinkStatus::Connected as u8, Ordering::Relaxed);
-        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        self.set_last_error(reason);
     }
 
-    pub(super) fn failed(&self, reason: &str) {
+    pub(super) fn failed(&self, reason: &dyn std::fmt::Display) {
         self.status
             .store(SinkStatus::Disconnected as u8, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        self.set_last_error(reason);
+    }
+
+    fn set_last_error(&self, reason: &dyn std::fmt::Display) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
     }
 
     pub(super) fn set_in_flight(&self, n: u64) {
@@ -103,9 +104,6 @@ impl SinkState {
     }
     pub fn failures_total(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
-    }
-    pub fn dead_lettered_total(&self) -> u64 {
-        self.dead_lettered.load(Ordering::Relaxed)
     }
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)

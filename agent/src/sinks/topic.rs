@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use outpost_pdk::Message;
 
-use crate::config::{Config, SinkConfig};
+use crate::config::Config;
 
 /// The topic templates of the MQTT sinks.
 #[derive(Debug, Default)]
@@ -24,15 +24,13 @@ impl TopicTemplates {
             templates: config
                 .sinks
                 .iter()
-                .filter_map(|(name, sink)| match sink {
-                    SinkConfig::Mqtt(m) => Some((name.clone(), m.topic.clone()?)),
-                    _ => None,
-                })
+                .filter_map(|(name, sink)| Some((name.clone(), sink.topic_template()?.to_owned())))
                 .collect(),
         }
     }
 
-    /// The topic of a message for `sink` without a topic of its own.
+    /// `template` filled in for a message to `sink` from a request of `handler_id` (or
+    /// from no request).
     pub fn expand(&self, template: &str, sink: &str, handler_id: Option<&str>) -> String {
         template
             .replace("{device_id}", &self.device_id)

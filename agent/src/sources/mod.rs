@@ -4,14 +4,16 @@
 
 mod mqtt;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use outpost_pdk::EventType;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, ConfigError, SourceConfig, SourceDelivery};
 use crate::pipeline::Pipeline;
+use crate::plugin::PluginHost;
 
 /// Live counters of one source, for health.
 #[derive(Debug, Default)]
@@ -20,13 +22,18 @@ pub struct SourceState {
     pub accepted: AtomicU64,
     /// Messages the plugin refused: acknowledged and dropped (counted here).
     pub rejected: AtomicU64,
-    connected: AtomicU64,
+    connected: AtomicBool,
+    /// Every topic filter acknowledged by the broker (SUBACK).
+    subscribed: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
 impl SourceState {
     pub fn connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed) == 1
+        self.connected.load(Ordering::Relaxed)
+    }
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
     }
     pub fn last_error(&self) -> Option<String> {
         self.last_error
@@ -35,7 +42,13 @@ impl SourceState {
             .clone()
     }
     fn set_connected(&self, up: bool) {
-        self.connected.store(u64::from(up), Ordering::Relaxed);
+        self.connected.store(up, Ordering::Relaxed);
+        if !up {
+            self.subscribed.store(false, Ordering::Relaxed);
+        }
+    }
+    fn set_subscribed(&self) {
+        self.subscribed.store(true, Ordering::Relaxed);
     }
     fn set_error(&self, e: String) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
@@ -44,6 +57,34 @@ impl SourceState {
 
 /// Each source's name and live state.
 pub type SourceStates = Vec<(String, Arc<SourceState>)>;
+
+/// Refuses sources whose plugin does not take what they deliver: their messages would
+/// be handled by nothing. Run once the plugins are loaded (`run` and `check`).
+pub fn check_wiring(config: &Config, plugins: &PluginHost) -> Result<(), ConfigError> {
+    for (name, source) in &config.sources {
+        let Some(plugin) = plugins.get(source.plugin()) else {
+            continue; // not active: refused when the config was parsed
+        };
+        let info = plugin.info();
+        let takes = match source.deliver() {
+            SourceDelivery::OnMessage => info.on_message,
+            SourceDelivery::SendingEvent { .. } => {
+                info.event_types.contains(&EventType::SendingEvent)
+            }
+        };
+        if !takes {
+            return Err(config.key_error(
+                format!("sources.{name}.deliver"),
+                format!(
+                    "plugin `{}` does not take `{}`: nothing would handle this source's messages",
+                    plugin.name,
+                    source.deliver().as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Starts every configured source.
 pub fn start(

@@ -13,31 +13,27 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::SourceState;
-use crate::config::{MqttConfig, SourceDelivery};
+use crate::config::{MqttSourceConfig, SourceDelivery};
 use crate::mqtt::{self, Client, Received, SessionEvent};
-use crate::pipeline::{Pipeline, PipelineError, Target};
-use crate::queue::QueueError;
-use crate::sinks::retry::Backoff;
+use crate::pipeline::{Job, Pipeline, PipelineError, Target};
+use crate::retry::Backoff;
 
 pub(super) fn start(
     name: &str,
-    config: &MqttConfig,
+    config: &MqttSourceConfig,
     device_id: &str,
     pipeline: Pipeline,
     state: Arc<SourceState>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let client_id = config
+        .connection
         .client_id
         .clone()
         .unwrap_or_else(|| format!("{device_id}-{name}"));
-    let (client, eventloop) = mqtt::connect(
-        config,
-        &client_id,
-        config.clean_session.unwrap_or(false),
-        true,
-    )
-    .with_context(|| format!("source `{name}`"))?;
+    let (client, eventloop) =
+        mqtt::connect(&config.connection, &client_id, config.clean_session, true)
+            .with_context(|| format!("source `{name}`"))?;
     let source = Source {
         name: name.to_owned(),
         config: config.clone(),
@@ -50,23 +46,27 @@ pub(super) fn start(
 
 struct Source {
     name: String,
-    config: MqttConfig,
+    config: MqttSourceConfig,
     pipeline: Pipeline,
     state: Arc<SourceState>,
     client: Client,
 }
 
-/// Why a message was not accepted.
-enum Refusal {
-    /// The plugin refused it: dropping it is the policy (counted).
-    Plugin(String),
-    /// The queue could not take it now: retry, do not acknowledge.
-    Retry(String),
+/// What became of a message handed to the pipeline.
+enum Handled {
+    /// Durable: acknowledge it.
+    Accepted,
+    /// The plugin refused it: dropping it is the policy (counted), acknowledge it.
+    Refused(PipelineError),
+    /// It cannot be taken now (queue full or failing, no plugin takes it): do not
+    /// acknowledge it; retry.
+    Later(PipelineError),
 }
 
 impl Source {
     async fn run(self, mut eventloop: mqtt::EventLoop, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(&self.config.retry);
+        let mut subacks = 0usize;
         loop {
             let event = tokio::select! {
                 e = eventloop.poll() => e,
@@ -75,12 +75,23 @@ impl Source {
             match event {
                 Ok(SessionEvent::Connected) => {
                     backoff.reset();
+                    subacks = 0;
                     self.state.set_connected(true);
                     tracing::info!(source = %self.name, "connected; subscribing");
                     for topic in &self.config.topics {
-                        if let Err(e) = self.client.subscribe(topic, self.config.qos).await {
+                        if let Err(e) = self
+                            .client
+                            .subscribe(topic, self.config.connection.qos)
+                            .await
+                        {
                             tracing::error!(source = %self.name, topic, error = %e, "subscribe failed");
                         }
+                    }
+                }
+                Ok(SessionEvent::Subscribed) => {
+                    subacks += 1;
+                    if subacks == self.config.topics.len() {
+                        self.state.set_subscribed();
                     }
                 }
                 Ok(SessionEvent::Message(message)) => {
@@ -95,7 +106,7 @@ impl Source {
                 Ok(_) => {}
                 Err(e) => {
                     self.state.set_connected(false);
-                    self.state.set_error(e.clone());
+                    self.state.set_error(e.to_string());
                     let delay = backoff.next_delay();
                     tracing::warn!(source = %self.name, error = %e, retry_in = ?delay, "MQTT source connection failed");
                     tokio::select! {
@@ -114,21 +125,22 @@ impl Source {
         let mut backoff = Backoff::new(&self.config.retry);
         loop {
             match self.hand_over(message).await {
-                Ok(()) => {
+                Handled::Accepted => {
                     self.state.accepted.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
-                Err(Refusal::Plugin(e)) => {
+                Handled::Refused(e) => {
                     self.state.rejected.fetch_add(1, Ordering::Relaxed);
-                    self.state.set_error(e.clone());
+                    self.state.set_error(e.to_string());
                     tracing::warn!(source = %self.name, topic = %message.topic, error = %e,
                         "message refused by its plugin: dropped");
                     return true;
                 }
-                Err(Refusal::Retry(e)) => {
-                    self.state.set_error(e.clone());
+                Handled::Later(e) => {
+                    self.state.set_error(e.to_string());
                     let delay = backoff.next_delay();
-                    tracing::warn!(source = %self.name, error = %e, retry_in = ?delay, "message not accepted yet");
+                    tracing::warn!(source = %self.name, error = %e, retry_in = ?delay,
+                        "message not accepted yet (not acknowledged)");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => return false,
@@ -138,48 +150,39 @@ impl Source {
         }
     }
 
-    async fn hand_over(&self, message: &Received) -> Result<(), Refusal> {
-        let plugin = self.config.plugin.clone().unwrap_or_default();
-        let refusal = |e: PipelineError| match e {
-            PipelineError::Plugin(e) => Refusal::Plugin(e.to_string()),
-            PipelineError::Queue(e) => Refusal::Retry(e.to_string()),
-        };
-        match self.config.deliver {
-            SourceDelivery::OnMessage => {
-                let input = SourceMessage {
+    async fn hand_over(&self, message: &Received) -> Handled {
+        let plugin = self.config.plugin.clone();
+        let job = match &self.config.deliver {
+            SourceDelivery::OnMessage => Job::SourceMessage {
+                plugin,
+                message: SourceMessage {
                     source: self.name.clone(),
                     topic: message.topic.clone(),
                     payload: String::from_utf8_lossy(&message.payload).into_owned(),
-                };
-                let pipeline = self.pipeline.clone();
-                let inserted = tokio::task::spawn_blocking(move || {
-                    let messages = pipeline.plugins.on_message(&plugin, &input)?;
-                    Ok::<_, PipelineError>(pipeline.insert(messages, None)?)
-                })
-                .await
-                .expect("source task panicked")
-                .map_err(refusal)?;
-                self.pipeline
-                    .commit(inserted)
-                    .await
-                    .map_err(|e: QueueError| Refusal::Retry(e.to_string()))
+                },
+            },
+            SourceDelivery::SendingEvent {
+                handler_id,
+                account_id,
+            } => {
+                let now = crate::clock::rfc3339(SystemTime::now());
+                Job::Sending {
+                    event: SendingEvent {
+                        handler_id: handler_id.clone(),
+                        account_id: account_id.clone(),
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                        event_create_time: now.clone(),
+                        event_end_time: now,
+                        events: vec![as_event(&message.payload)],
+                    },
+                    target: Target::Plugin(plugin),
+                }
             }
-            SourceDelivery::SendingEvent => {
-                let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-                let event = SendingEvent {
-                    handler_id: self.config.handler_id.clone().unwrap_or_default(),
-                    account_id: self.config.account_id.clone().unwrap_or_default(),
-                    request_id: uuid::Uuid::new_v4().to_string(),
-                    event_create_time: now.clone(),
-                    event_end_time: now,
-                    events: vec![as_event(&message.payload)],
-                };
-                self.pipeline
-                    .ingest_to(event, Target::Plugin(&plugin))
-                    .await
-                    .map(drop)
-                    .map_err(refusal)
-            }
+        };
+        match self.pipeline.run(job).await {
+            Ok(_) => Handled::Accepted,
+            Err(e @ PipelineError::Plugin(_)) => Handled::Refused(e),
+            Err(e) => Handled::Later(e),
         }
     }
 }

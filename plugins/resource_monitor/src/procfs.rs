@@ -181,7 +181,10 @@ pub struct DiskUsage {
 
 pub fn disk_usage(path: &str) -> Option<DiskUsage> {
     let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: `statvfs` is plain old data, for which all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string alive for the call and `st` a valid,
+    // exclusively borrowed struct the call fills in.
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
         return None;
     }
@@ -196,7 +199,9 @@ pub fn disk_usage(path: &str) -> Option<DiskUsage> {
 
 /// Clock ticks per second and page size, for `/proc/self/stat`.
 pub fn clock_ticks_and_page_size() -> (u64, u64) {
+    // SAFETY: `sysconf` only reads a system setting; it has no memory arguments.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // SAFETY: as above.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     (
         if ticks > 0 { ticks as u64 } else { 100 },

@@ -764,9 +764,8 @@ fn serve_one(stream: TcpStream, tally: &Tally) {
 /// Per-call overhead of the same plugin as WASM and native, and events/s through the
 /// WASM sending plugin, measured in-process on the plugin host.
 fn plugin_overhead() {
-    use outpost::config::Config;
-    use outpost::monitoring::PointBuffer;
-    use outpost::plugin::{PluginHost, SendingInput};
+    use outpost::config::{Config, Env};
+    use outpost::plugin::{HostContext, PluginHost, SendingInput};
     use outpost_pdk::{Event, SendingEvent};
 
     let host = |dir: &str| {
@@ -776,15 +775,8 @@ fn plugin_overhead() {
              [plugins.settings.event_sending_plugin_example]\nsink = \"s\"\n[sinks.s]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
             data.path().join("d").display()
         );
-        let config = Config::parse(&data.path().join("o.toml"), &text).unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        PluginHost::load(
-            &config,
-            &db,
-            Arc::new(PointBuffer::new("b", 1)),
-            outpost::plugin::HostHooks::default(),
-        )
-        .unwrap()
+        let config = Config::parse(&data.path().join("o.toml"), &text, &Env::default()).unwrap();
+        PluginHost::load(&config, HostContext::detached(&config).unwrap()).unwrap()
     };
     let empty = tempfile::tempdir().unwrap();
     let wasm = host(env!("OUTPOST_TEST_PLUGINS"));

@@ -1,10 +1,10 @@
-//! The one retry policy of every sink: exponential backoff with jitter and a cap.
+//! The one retry policy of sinks and sources: exponential backoff with jitter and a cap.
 
 use std::time::Duration;
 
 use crate::config::RetryConfig;
 
-/// Backoff state of one sink: grows on each failure, resets on success.
+/// Backoff state of one sink or source: grows on each failure, resets on success.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
@@ -15,8 +15,8 @@ pub struct Backoff {
 impl Backoff {
     pub fn new(config: &RetryConfig) -> Self {
         Backoff {
-            initial: Duration::from_millis(config.initial_ms),
-            max: Duration::from_millis(config.max_ms),
+            initial: config.initial,
+            max: config.max,
             attempt: 0,
         }
     }
@@ -49,7 +49,10 @@ mod tests {
     use super::*;
 
     fn backoff(initial_ms: u64, max_ms: u64) -> Backoff {
-        Backoff::new(&RetryConfig { initial_ms, max_ms })
+        Backoff::new(&RetryConfig {
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+        })
     }
 
     #[test]

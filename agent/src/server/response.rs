@@ -6,6 +6,9 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::pipeline::PipelineError;
+use crate::queue::QueueError;
+
 pub type Body = Full<Bytes>;
 
 /// An API error: a status, a stable machine-readable code and a message for humans.
@@ -23,6 +26,15 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// 408, closing the connection: the client stopped sending its body.
+    pub fn body_timeout(after: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("no body bytes for {after:?}"),
+        )
     }
 
     pub fn not_found() -> Self {
@@ -49,12 +61,43 @@ impl ApiError {
             },
         );
         response.extensions_mut().insert(ErrorCode(self.code));
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// The one mapping of pipeline failures to API answers (ingest and plugin routes).
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Plugin(e) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.error.code(),
+                e.to_string(),
+            ),
+            PipelineError::Queue(e @ QueueError::Full { .. }) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "queue_full",
+                e.to_string(),
+            ),
+            e => {
+                tracing::error!(error = %e, "request not queued");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_error",
+                    e.to_string(),
+                )
+            }
+        }
     }
 }
 

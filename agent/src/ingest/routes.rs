@@ -3,23 +3,24 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use outpost_pdk::RouteRequest;
 
-use super::response::{ApiError, Body};
-use super::State;
-use crate::plugin::CallError;
+use crate::server::{read_body, Api, ApiError, Body};
 
-pub async fn handle(state: &State, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn plugin_route(
+    api: &Api,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/v1/plugins/").unwrap_or_default();
     let (name, sub) = rest.split_once('/').unwrap_or((rest, ""));
-    let plugin = state
+    let plugin = api
         .pipeline
-        .plugins
+        .plugins()
         .get(name)
         .ok_or_else(ApiError::not_found)?;
     let method = request.method().as_str().to_owned();
@@ -33,24 +34,13 @@ pub async fn handle(state: &State, request: Request<Incoming>) -> Result<Respons
             format!("plugin `{name}` has no route {method} /{sub}"),
         ));
     }
-
     let query = request.uri().query().unwrap_or_default().to_owned();
     let headers = request
         .headers()
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let body = Limited::new(request.into_body(), state.max_body_bytes)
-        .collect()
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body exceeds {} bytes", state.max_body_bytes),
-            )
-        })?
-        .to_bytes();
+    let body = read_body(request, &api.limits).await?;
     let route_request = RouteRequest {
         method,
         path: sub.to_owned(),
@@ -58,29 +48,28 @@ pub async fn handle(state: &State, request: Request<Incoming>) -> Result<Respons
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    let plugin = Arc::clone(plugin);
-    let (result, _) = tokio::task::spawn_blocking(move || plugin.call(|i| i.route(&route_request)))
+    let answer = api
+        .pipeline
+        .route(Arc::clone(plugin), route_request)
         .await
-        .expect("route task panicked");
-    let answer = result.map_err(|e| {
-        let code = match e.error {
-            CallError::Failed(_) => "plugin_failed",
-            CallError::Fault(..) => "plugin_fault",
-        };
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, e.to_string())
-    })?;
+        .map_err(ApiError::from)?;
+    respond(name, answer)
+}
 
-    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
-    *response.status_mut() = StatusCode::from_u16(answer.status).map_err(|_| {
+/// The plugin's answer as an HTTP response; headers it cannot legally send are skipped.
+fn respond(plugin: &str, answer: outpost_pdk::RouteResponse) -> Result<Response<Body>, ApiError> {
+    let status = StatusCode::from_u16(answer.status).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "plugin_failed",
             format!(
-                "plugin `{name}` answered with invalid status {}",
+                "plugin `{plugin}` answered with invalid status {}",
                 answer.status
             ),
         )
     })?;
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() = status;
     for (k, v) in answer.headers {
         if let (Ok(k), Ok(v)) = (
             HeaderName::from_bytes(k.as_bytes()),

@@ -1,0 +1,23 @@
+//! Wall-clock time in the forms the agent stores and sends: Unix milliseconds (queue
+//! records), Unix nanoseconds (monitoring points) and RFC 3339 (event times).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    since_epoch(SystemTime::now()).as_millis() as u64
+}
+
+/// Nanoseconds since the Unix epoch, as monitoring points carry them.
+pub fn now_ns() -> i64 {
+    since_epoch(SystemTime::now()).as_nanos() as i64
+}
+
+/// `t` as RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn since_epoch(t: SystemTime) -> std::time::Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}

@@ -1,0 +1,265 @@
+//! `[sinks.<name>]`: where messages go. Every sink has the delivery keys
+//! ([`DeliveryConfig`]); the rest depends on its `type`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::HeaderMap;
+use serde::{Deserialize, Deserializer};
+
+use super::de::{self, Ctx};
+use super::env::Env;
+use super::mqtt::{self, MqttConnection};
+use super::retry::RetryConfig;
+use super::ConfigError;
+
+/// Most messages in one batched POST (the delivery loop holds a batch in memory).
+pub const HTTP_MAX_BATCH: usize = 1000;
+/// Largest in-flight window of an MQTT sink (rumqttc's request channel holds it).
+pub const MQTT_MAX_IN_FLIGHT: usize = 64;
+
+/// One sink, validated.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub delivery: DeliveryConfig,
+    pub kind: SinkKind,
+}
+
+/// The keys every sink has: how its delivery loop retries.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// What kind of remote side a sink talks to.
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Http(HttpSinkConfig),
+    File(FileSinkConfig),
+    Mqtt(Box<MqttSinkConfig>),
+}
+
+impl SinkConfig {
+    /// Parses `[sinks.<name>]` (at config path `key`).
+    pub(super) fn parse(
+        ctx: &Ctx<'_>,
+        env: &Env,
+        key: &str,
+        mut table: toml::Table,
+    ) -> Result<SinkConfig, ConfigError> {
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(kind)) => kind,
+            Some(_) => return Err(ctx.error(format!("{key}.type"), "must be a string")),
+            None => {
+                return Err(ctx.error(format!("{key}.type"), "missing: `http`, `mqtt` or `file`"))
+            }
+        };
+        let delivery = de::split::<DeliveryConfig>(&mut table);
+        let delivery: DeliveryConfig = ctx.typed(key, toml::Value::Table(delivery))?;
+        let kind = match kind.as_str() {
+            "http" => SinkKind::Http(ctx.typed(key, toml::Value::Table(table))?),
+            "file" => SinkKind::File(ctx.typed(key, toml::Value::Table(table))?),
+            "mqtt" => {
+                let (connection, role): (_, MqttSinkRole) =
+                    mqtt::parse_with_role(ctx, env, key, table)?;
+                SinkKind::Mqtt(Box::new(MqttSinkConfig {
+                    connection,
+                    topic: role.topic,
+                    retain: role.retain,
+                    clean_session: role.clean_session,
+                    ack_timeout: role.ack_timeout_ms,
+                    max_in_flight: role.max_in_flight,
+                }))
+            }
+            other => {
+                return Err(ctx.error(
+                    format!("{key}.type"),
+                    format!("unknown sink type `{other}` (use `http`, `mqtt` or `file`)"),
+                ))
+            }
+        };
+        Ok(SinkConfig { delivery, kind })
+    }
+
+    /// Checks what the sink needs from the machine (TLS files).
+    pub(super) fn check_files(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        match &self.kind {
+            SinkKind::Mqtt(m) => m.connection.tls.check(ctx, key),
+            SinkKind::Http(_) | SinkKind::File(_) => Ok(()),
+        }
+    }
+
+    /// The most messages one delivery call of this sink carries (a batched POST, an
+    /// MQTT in-flight window), so the delivery loop reads at least that many at once.
+    /// The file sink takes whatever one read brought, so it asks for nothing more.
+    pub fn max_batch(&self) -> usize {
+        match &self.kind {
+            SinkKind::Http(c) => c.batch_max_messages,
+            SinkKind::File(_) => 1,
+            SinkKind::Mqtt(c) => c.max_in_flight,
+        }
+    }
+
+    /// The sink type's name, for health and metrics.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            SinkKind::Http(_) => "http",
+            SinkKind::File(_) => "file",
+            SinkKind::Mqtt(_) => "mqtt",
+        }
+    }
+
+    /// The MQTT topic template, for MQTT sinks.
+    pub fn topic_template(&self) -> Option<&str> {
+        match &self.kind {
+            SinkKind::Mqtt(m) => Some(&m.topic),
+            SinkKind::Http(_) | SinkKind::File(_) => None,
+        }
+    }
+}
+
+/// `type = "http"`: POSTs to a URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSinkConfig {
+    #[serde(deserialize_with = "http_url")]
+    pub url: hyper::Uri,
+    #[serde(
+        rename = "timeout_ms",
+        default = "default_http_timeout",
+        deserialize_with = "de::positive_millis"
+    )]
+    pub timeout: Duration,
+    /// Extra headers on every request (e.g. an API key).
+    #[serde(default, deserialize_with = "header_map")]
+    pub headers: HeaderMap,
+    /// Messages per POST. 1 (the default) posts each message as it is; more posts a
+    /// JSON array of the messages (see the README), which receivers with a bulk
+    /// endpoint take far faster.
+    #[serde(default = "one", deserialize_with = "batch_messages")]
+    pub batch_max_messages: usize,
+    /// Upper bound of a batched POST's body; a single larger message still goes alone.
+    #[serde(default = "default_batch_bytes", deserialize_with = "de::positive")]
+    pub batch_max_bytes: usize,
+}
+
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn one() -> usize {
+    1
+}
+fn default_batch_bytes() -> usize {
+    1 << 20
+}
+
+fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<hyper::Uri, D::Error> {
+    use serde::de::Error;
+    let text = String::deserialize(d)?;
+    let url = url::Url::parse(&text).map_err(|e| Error::custom(format!("`{text}`: {e}")))?;
+    if url.scheme() != "http" {
+        return Err(Error::custom(format!(
+            "scheme `{}` is not supported (use http://)",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none() {
+        return Err(Error::custom(format!("`{text}` has no host")));
+    }
+    url.as_str()
+        .parse()
+        .map_err(|e| Error::custom(format!("`{text}`: {e}")))
+}
+
+fn header_map<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderMap, D::Error> {
+    use serde::de::Error;
+    let mut map = HeaderMap::new();
+    for (name, value) in std::collections::BTreeMap::<String, String>::deserialize(d)? {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::custom(format!("`{name}` is not a valid HTTP header name")))?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| Error::custom(format!("the value of `{name}` is not a valid header")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+fn batch_messages<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        n @ 1..=HTTP_MAX_BATCH => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "must be between 1 and {HTTP_MAX_BATCH}"
+        ))),
+    }
+}
+
+/// `type = "file"`: appends NDJSON to a local file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// NDJSON file the messages are appended to.
+    pub path: PathBuf,
+}
+
+/// `type = "mqtt"`: publishes to a broker.
+#[derive(Debug, Clone)]
+pub struct MqttSinkConfig {
+    pub connection: MqttConnection,
+    /// Topic template: `{device_id}`, `{sink}`, `{handler_id}`. A plugin's per-message
+    /// topic takes precedence.
+    pub topic: String,
+    pub retain: bool,
+    /// Start a clean session on (re)connect: Outpost resends unacknowledged messages
+    /// from its own queue either way.
+    pub clean_session: bool,
+    /// How long to wait for the broker's acknowledgement of a message.
+    pub ack_timeout: Duration,
+    /// Publishes sent before the first of them must be acknowledged (1 ..= 64).
+    pub max_in_flight: usize,
+}
+
+/// The sink-only MQTT keys, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttSinkRole {
+    #[serde(deserialize_with = "topic")]
+    topic: String,
+    #[serde(default)]
+    retain: bool,
+    #[serde(default = "yes")]
+    clean_session: bool,
+    #[serde(
+        default = "default_ack_timeout",
+        deserialize_with = "de::positive_millis"
+    )]
+    ack_timeout_ms: Duration,
+    /// Default 1: a broker that leaves Nagle's algorithm on (mosquitto's default) holds
+    /// back its acknowledgements of a window until the agent's delayed ACK.
+    #[serde(default = "one", deserialize_with = "in_flight")]
+    max_in_flight: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn topic<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let t = String::deserialize(d)?;
+    if t.is_empty() {
+        return Err(serde::de::Error::custom("an MQTT sink needs a topic"));
+    }
+    Ok(t)
+}
+fn in_flight<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        n @ 1..=MQTT_MAX_IN_FLIGHT => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "must be between 1 and {MQTT_MAX_IN_FLIGHT}"
+        ))),
+    }
+}

@@ -1,0 +1,255 @@
+use super::*;
+
+const DATA: &str = "/tmp/outpost-config-test";
+
+fn parse_env(text: &str, env: &Env) -> Result<Config, ConfigError> {
+    let text = format!("{text}\n").replace("@DATA@", DATA);
+    Config::parse(Path::new("/etc/outpost/outpost.toml"), &text, env)
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_env(text, &Env::default())
+}
+
+fn error_of(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+const BASE: &str = "[agent]\ndata_dir = \"@DATA@\"\n";
+
+#[test]
+fn minimal_file_works() {
+    let c = parse("").unwrap();
+    assert_eq!(c.agent.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.agent.device_id, "outpost", "no host name in the test env");
+    assert_eq!(c.queue.when_full, WhenFull::Reject);
+    assert!(c.plugins.active.is_empty());
+    assert_eq!(c.agent.limits, IngestLimits::default());
+}
+
+#[test]
+fn design_example_parses() {
+    let c = parse(
+        r#"
+[agent]
+listen   = "127.0.0.1:8080"
+data_dir = "@DATA@"
+device_id = "cam-01"
+
+[plugins]
+dir    = "./plugins"
+active = ["event_sending_plugin_example", "request_monitoring_plugin"]
+
+[plugins.settings.event_sending_plugin_example]
+sink = "store"
+
+[sinks.store]
+type = "http"
+url  = "http://127.0.0.1:5020/1/buckets/plugin_test_bucket/objects"
+
+[sinks.cloud]
+type  = "mqtt"
+url   = "mqtt://127.0.0.1:1883"
+topic = "outpost/{device_id}/events"
+qos   = 1
+
+[queue]
+max_bytes = 536870912
+when_full = "drop_oldest"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.agent.device_id, "cam-01");
+    assert_eq!(c.queue.when_full, WhenFull::DropOldest);
+    assert!(matches!(c.sinks["store"].kind, SinkKind::Http(_)));
+    assert_eq!(
+        c.sinks["cloud"].topic_template(),
+        Some("outpost/{device_id}/events")
+    );
+    assert_eq!(
+        c.plugins.settings_of("event_sending_plugin_example")["sink"],
+        "store"
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = error_of(&format!("{BASE}listen_on = \"x\""));
+    assert!(e.contains("agent.listen_on"), "{e}");
+    assert!(e.contains("outpost.toml"), "{e}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let e = error_of(&format!(
+        "{BASE}[sinks.store]\ntype = \"http\"\nurl = \"not a url\""
+    ));
+    assert!(e.contains("sinks.store.url"), "{e}");
+    let e = error_of(&format!(
+        "{BASE}[sinks.s]\ntype = \"http\"\nurl = \"http://h\"\ntimeout_ms = 0"
+    ));
+    assert!(
+        e.contains("sinks.s.timeout_ms") && e.contains("positive"),
+        "{e}"
+    );
+    let e = error_of(&format!(
+        "{BASE}[sinks.s]\ntype = \"file\"\npath = \"x\"\nretry = {{ initial_ms = 5, max_ms = 1 }}"
+    ));
+    assert!(e.contains("sinks.s.retry"), "{e}");
+    let e = error_of(&format!("{BASE}[sinks.s]\ntype = \"carrier-pigeon\""));
+    assert!(e.contains("sinks.s.type"), "{e}");
+    let e = error_of("[agent]\nlisten = \"localhost\"");
+    assert!(e.contains("agent.listen"), "{e}");
+    let e = error_of(&format!("{BASE}[queue]\nwhen_full = \"explode\""));
+    assert!(
+        e.contains("queue.when_full") && e.contains("explode"),
+        "{e}"
+    );
+}
+
+#[test]
+fn undefined_sink_is_named() {
+    let e = error_of(&format!(
+        "{BASE}[plugins.settings.forward]\nsink = \"nowhere\""
+    ));
+    assert!(e.contains("plugins.settings.forward.sink"), "{e}");
+    assert!(e.contains("nowhere"), "{e}");
+}
+
+#[test]
+fn duplicate_plugin_is_named() {
+    let e = error_of(&format!(
+        "{BASE}[plugins]\nactive = [\"forward\", \"forward\"]"
+    ));
+    assert!(e.contains("plugins.active[1]"), "{e}");
+}
+
+#[test]
+fn uncreatable_data_dir_is_named_at_start_up() {
+    let c = parse("[agent]\ndata_dir = \"/proc/outpost-cannot-exist\"").unwrap();
+    let e = c.prepare_dirs().unwrap_err().to_string();
+    assert!(e.contains("agent.data_dir"), "{e}");
+}
+
+#[test]
+fn missing_granted_dirs_name_their_own_key() {
+    let c = parse(&format!(
+        "{BASE}[plugins.sandbox.p]\nread_only_paths = {{ \"/nonexistent-outpost\" = \"/data\" }}"
+    ))
+    .unwrap();
+    let e = c.check_files().unwrap_err().to_string();
+    assert!(e.contains("plugins.sandbox.p.read_only_paths"), "{e}");
+}
+
+#[test]
+fn auth_token_and_device_id_come_from_the_environment() {
+    let env = Env::from_vars([(AUTH_TOKEN_ENV, "from-env")]);
+    let c = parse_env("[agent]\nauth_token = \"from-file\"", &env).unwrap();
+    assert_eq!(c.agent.auth_token.as_deref(), Some("from-env"));
+    let c = parse("[agent]\nauth_token = \"from-file\"").unwrap();
+    assert_eq!(c.agent.auth_token.as_deref(), Some("from-file"));
+}
+
+#[test]
+fn variables_are_expanded_in_string_values() {
+    let env = Env::from_vars([("CLOUD_TOKEN", "t0k3n-secret"), ("HOST", "127.0.0.1")]);
+    let c = parse_env(
+        &format!(
+            "{BASE}[sinks.s]\ntype = \"http\"\nurl = \"http://${{HOST}}:${{PORT:-9000}}/in\"\n\
+             headers = {{ Authorization = \"Bearer ${{CLOUD_TOKEN}}\" }}"
+        ),
+        &env,
+    )
+    .unwrap();
+    let SinkKind::Http(h) = &c.sinks["s"].kind else {
+        panic!()
+    };
+    assert_eq!(h.url.to_string(), "http://127.0.0.1:9000/in");
+    assert_eq!(h.headers["authorization"], "Bearer t0k3n-secret");
+
+    let e = parse_env(
+        &format!("{BASE}[sinks.s]\ntype = \"http\"\nurl = \"http://h\"\nheaders = {{ A = \"${{NOPE}}\" }}"),
+        &env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("sinks.s.headers.A") && e.contains("`NOPE`"),
+        "{e}"
+    );
+    assert!(e.contains("outpost.toml"), "{e}");
+
+    // A bad value that came from a variable is shown as the variable.
+    let env = Env::from_vars([("URL", "secret-host/x")]);
+    let e = parse_env(
+        &format!("{BASE}[sinks.s]\ntype = \"http\"\nurl = \"${{URL}}\""),
+        &env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("secret-host") && e.contains("${URL}"), "{e}");
+}
+
+#[test]
+fn mqtt_sink_and_source_parse() {
+    let c = parse(&format!(
+        "{BASE}[plugins]\nactive = [\"p\"]\n\
+         [sinks.cloud]\ntype = \"mqtt\"\nurl = \"mqtts://127.0.0.1:8883\"\ntopic = \"a/{{device_id}}\"\nprotocol = \"3.1.1\"\n\
+         [sources.s]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1\"\ntopics = [\"x/#\"]\nplugin = \"p\"\n"
+    ))
+    .unwrap();
+    let SinkKind::Mqtt(m) = &c.sinks["cloud"].kind else {
+        panic!()
+    };
+    assert_eq!(m.connection.protocol, MqttProtocol::V311);
+    assert_eq!(m.connection.qos, QoS::AtLeastOnce);
+    assert!(m.connection.broker.tls && m.clean_session);
+    let SourceConfig::Mqtt(s) = &c.sources["s"];
+    assert_eq!(s.deliver, SourceDelivery::OnMessage);
+    assert_eq!(s.connection.broker.port, 1883);
+    assert!(!s.clean_session, "sources keep their session by default");
+}
+
+#[test]
+fn mqtt_errors_name_the_key_and_roles_keep_their_keys() {
+    let sink = |extra: &str| {
+        format!("{BASE}[sinks.c]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\ntopic = \"t\"\n{extra}")
+    };
+    let e = |t: &str| error_of(t);
+    assert!(e(&sink("qos = 3")).contains("sinks.c.qos"));
+    assert!(e(&sink("topics = [\"x\"]")).contains("sinks.c.topics"));
+    assert!(e(&sink("plugin = \"p\"")).contains("sinks.c.plugin"));
+    assert!(e(&sink("password_env = \"OUTPOST_TEST_UNSET_VAR\"")).contains("sinks.c.password_env"));
+    assert!(e(&format!(
+        "{BASE}[sinks.c]\ntype = \"mqtt\"\nurl = \"http://h\"\ntopic = \"t\""
+    ))
+    .contains("sinks.c.url"));
+    assert!(e(&format!(
+        "{BASE}[sinks.c]\ntype = \"mqtt\"\nurl = \"mqtt://h\""
+    ))
+    .contains("topic"));
+
+    let source = |extra: &str| {
+        format!(
+            "{BASE}[plugins]\nactive = [\"p\"]\n[sources.s]\ntype = \"mqtt\"\nurl = \"mqtt://h\"\n\
+             topics = [\"x\"]\nplugin = \"p\"\n{extra}"
+        )
+    };
+    assert!(parse(&source("")).is_ok());
+    for sink_only in [
+        "max_in_flight = 4",
+        "ack_timeout_ms = 5",
+        "topic = \"t\"",
+        "retain = true",
+    ] {
+        let key = sink_only.split(' ').next().unwrap();
+        let err = e(&source(sink_only));
+        assert!(
+            err.contains(&format!("sources.s.{key}")),
+            "{sink_only}: {err}"
+        );
+    }
+    assert!(e(&source("deliver = \"sending_event\"")).contains("sources.s.handler_id"));
+    let wrong_plugin = source("").replace("plugin = \"p\"", "plugin = \"nope\"");
+    assert!(e(&wrong_plugin).contains("sources.s.plugin"));
+}

@@ -1,0 +1,91 @@
+//! `GET /v1/health`: the agent at a glance (open without the bearer token, for probes).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use hyper::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::server::{json as json_response, Api, Body};
+use crate::sinks::SinkStatus;
+
+pub fn health(api: &Api) -> Response<Body> {
+    let status = &api.status;
+    let q = status.queue.stats();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "device_id": status.device_id,
+            "uptime_seconds": status.started.elapsed().as_secs(),
+            "queue": {
+                "depth": q.depth,
+                "bytes": q.bytes,
+                "max_bytes": q.max_bytes,
+                "flushes": q.flushes,
+            },
+            "sinks": sinks(api),
+            "sources": sources(api),
+            "plugins": plugins(api),
+        }),
+    )
+}
+
+fn sinks(api: &Api) -> Map<String, Value> {
+    let queue = &api.status.queue;
+    api.status
+        .sinks
+        .iter()
+        .map(|(name, s)| {
+            let fifo = queue.sink(name);
+            let view = json!({
+                "type": s.kind,
+                "state": s.status().as_str(),
+                "connected": s.status() == SinkStatus::Connected,
+                "backlog": fifo.map_or(0, |f| f.depth()),
+                "backlog_bytes": fifo.map_or(0, |f| f.bytes()),
+                "in_flight": s.in_flight(),
+                "delivered": s.delivered_total(),
+                "failures": s.failures_total(),
+                "dead_letters": fifo.map_or(0, |f| f.dead_letters()),
+                "dropped_queue_full": fifo.map_or(0, |f| f.dropped_full()),
+                "last_error": s.last_error(),
+            });
+            (name.clone(), view)
+        })
+        .collect()
+}
+
+fn sources(api: &Api) -> Map<String, Value> {
+    api.status
+        .sources
+        .iter()
+        .map(|(name, s)| {
+            let view = json!({
+                "connected": s.connected(),
+                "subscribed": s.subscribed(),
+                "received": s.received.load(Relaxed),
+                "accepted": s.accepted.load(Relaxed),
+                "rejected": s.rejected.load(Relaxed),
+                "last_error": s.last_error(),
+            });
+            (name.clone(), view)
+        })
+        .collect()
+}
+
+fn plugins(api: &Api) -> Map<String, Value> {
+    api.pipeline
+        .plugins()
+        .plugins()
+        .iter()
+        .map(|p| {
+            let view = json!({
+                "kind": p.kind().as_str(),
+                "status": p.stats.health().as_str(),
+                "faults": p.stats.faults.load(Relaxed),
+                "last_error": p.stats.last_error(),
+            });
+            (p.name.clone(), view)
+        })
+        .collect()
+}

@@ -1,0 +1,248 @@
+//! `GET /metrics`: Prometheus text exposition format 0.0.4, written from tables — one
+//! row per metric family (name, type, help, how to read it) — so adding a figure is one
+//! line and every family is written the same way.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use hyper::{Response, StatusCode};
+
+use crate::plugin::LoadedPlugin;
+use crate::queue::SinkQueue;
+use crate::server::{text, Api, Body};
+use crate::sinks::{SinkState, SinkStatus};
+use Kind::{Counter, Gauge};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family and how to read its value from a `T`.
+struct Family<T: ?Sized> {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: fn(&T) -> u64,
+}
+
+const fn family<T: ?Sized>(
+    kind: Kind,
+    name: &'static str,
+    help: &'static str,
+    value: fn(&T) -> u64,
+) -> Family<T> {
+    Family {
+        name,
+        kind,
+        help,
+        value,
+    }
+}
+
+const AGENT: &[Family<Api>] = &[
+    family(
+        Gauge,
+        "outpost_uptime_seconds",
+        "Seconds since start.",
+        |a| a.status.started.elapsed().as_secs(),
+    ),
+    family(
+        Counter,
+        "outpost_events_accepted_total",
+        "Events accepted (202).",
+        |a| a.counters.accepted(),
+    ),
+    family(
+        Gauge,
+        "outpost_queue_depth",
+        "Messages waiting in the queue.",
+        |a| a.status.queue.stats().depth,
+    ),
+    family(
+        Gauge,
+        "outpost_queue_bytes",
+        "Bytes waiting in the queue.",
+        |a| a.status.queue.stats().bytes,
+    ),
+    family(Gauge, "outpost_queue_max_bytes", "Queue capacity.", |a| {
+        a.status.queue.stats().max_bytes
+    }),
+    family(
+        Counter,
+        "outpost_queue_flushes_total",
+        "Group-commit flushes (fsync).",
+        |a| a.status.queue.stats().flushes,
+    ),
+    family(
+        Counter,
+        "outpost_monitoring_points_dropped_total",
+        "Monitoring points dropped because their buffer was full.",
+        |a| a.status.points.dropped(),
+    ),
+    family(
+        Counter,
+        "outpost_internal_outputs_dropped_total",
+        "Timer and monitoring outputs dropped because the queue refused them.",
+        |a| a.pipeline.internal_drops(),
+    ),
+];
+
+/// A sink as the metrics see it: its delivery state and its FIFO.
+struct SinkView {
+    state: Arc<SinkState>,
+    fifo: Option<Arc<SinkQueue>>,
+}
+
+const SINKS: &[Family<SinkView>] = &[
+    family(
+        Gauge,
+        "outpost_sink_connected",
+        "1 if the last delivery attempt reached the sink.",
+        |s| u64::from(s.state.status() == SinkStatus::Connected),
+    ),
+    family(
+        Gauge,
+        "outpost_sink_backlog",
+        "Messages waiting for the sink.",
+        |s| s.fifo.as_ref().map_or(0, |f| f.depth()),
+    ),
+    family(
+        Gauge,
+        "outpost_sink_backlog_bytes",
+        "Bytes waiting for the sink.",
+        |s| s.fifo.as_ref().map_or(0, |f| f.bytes()),
+    ),
+    family(
+        Gauge,
+        "outpost_sink_in_flight",
+        "Messages being delivered.",
+        |s| s.state.in_flight(),
+    ),
+    family(
+        Counter,
+        "outpost_sink_delivered_total",
+        "Messages acknowledged by the sink.",
+        |s| s.state.delivered_total(),
+    ),
+    family(
+        Counter,
+        "outpost_sink_failures_total",
+        "Failed delivery attempts (retried).",
+        |s| s.state.failures_total(),
+    ),
+    family(
+        Gauge,
+        "outpost_sink_dead_letters",
+        "Messages refused by the sink, kept in the dead-letter tree.",
+        |s| s.fifo.as_ref().map_or(0, |f| f.dead_letters()),
+    ),
+    family(
+        Counter,
+        "outpost_sink_dropped_total",
+        "Messages dropped by when_full = \"drop_oldest\".",
+        |s| s.fifo.as_ref().map_or(0, |f| f.dropped_full()),
+    ),
+];
+
+const PLUGINS: &[Family<LoadedPlugin>] = &[
+    family(
+        Counter,
+        "outpost_plugin_calls_total",
+        "Plugin calls.",
+        |p| p.stats.calls.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_plugin_failures_total",
+        "Calls the plugin answered with an error.",
+        |p| p.stats.failures.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_plugin_faults_total",
+        "Traps, panics, timeouts, out-of-memory.",
+        |p| p.stats.faults.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_plugin_restarts_total",
+        "Instances re-created after a fault.",
+        |p| p.stats.restarts.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_plugin_call_microseconds_total",
+        "Time spent in plugin calls.",
+        |p| p.stats.call_micros.load(Relaxed),
+    ),
+];
+
+/// Writes `family`'s header and one sample per `(labels, item)`.
+fn write<'a, T: 'a + ?Sized>(
+    out: &mut String,
+    family: &Family<T>,
+    samples: impl IntoIterator<Item = (String, &'a T)>,
+) {
+    let kind = match family.kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
+    let _ = writeln!(
+        out,
+        "# HELP {} {}\n# TYPE {} {kind}",
+        family.name, family.help, family.name
+    );
+    for (labels, item) in samples {
+        let _ = writeln!(out, "{}{labels} {}", family.name, (family.value)(item));
+    }
+}
+
+pub fn metrics(api: &Api) -> Response<Body> {
+    let mut out = String::with_capacity(4096);
+    for family in AGENT {
+        write(&mut out, family, [(String::new(), api)]);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP outpost_http_requests_total HTTP requests by status.\n# TYPE outpost_http_requests_total counter"
+    );
+    for (status, n) in api.counters.by_status() {
+        let _ = writeln!(
+            out,
+            "outpost_http_requests_total{{status=\"{status}\"}} {n}"
+        );
+    }
+
+    let sinks: Vec<(String, SinkView)> = api
+        .status
+        .sinks
+        .iter()
+        .map(|(name, state)| {
+            let view = SinkView {
+                state: Arc::clone(state),
+                fifo: api.status.queue.sink(name).cloned(),
+            };
+            (format!("{{sink=\"{name}\"}}"), view)
+        })
+        .collect();
+    for family in SINKS {
+        write(&mut out, family, sinks.iter().map(|(l, s)| (l.clone(), s)));
+    }
+
+    let plugins = api.pipeline.plugins().plugins();
+    for family in PLUGINS {
+        let samples = plugins.iter().map(|p| {
+            let labels = format!("{{plugin=\"{}\",kind=\"{}\"}}", p.name, p.kind().as_str());
+            (labels, &**p)
+        });
+        write(&mut out, family, samples);
+    }
+    text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out,
+    )
+}
