@@ -27,12 +27,12 @@ const POINT_BUFFER: usize = 100_000;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     config.prepare_dirs()?;
     let (stop, stopped) = watch::channel(false);
-    let queue = open_queue(&config)?;
+    let queue = open_queue(&config).await?;
     let points = Arc::new(PointBuffer::new(&config.agent.service_name, POINT_BUFFER));
     let plugins = Arc::new(PluginHost::load(
         &config,
         HostContext {
-            kv: queue.kv_stores()?,
+            kv: queue.kv_stores(),
             points: Arc::clone(&points),
             stats: agent_stats(&config, &queue),
         },
@@ -79,11 +79,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shut_down(server, producers, flusher, sinks, plugins, queue).await
 }
 
-/// Opens the queue in the data dir for the configured sinks.
-fn open_queue(config: &Config) -> anyhow::Result<Arc<Queue>> {
+/// Opens the queue in the data dir for the configured sinks. On a full disk (sled
+/// writes a snapshot when it opens) it waits for room instead of giving up: a device
+/// nobody can log into must come back by itself.
+async fn open_queue(config: &Config) -> anyhow::Result<Arc<Queue>> {
     let dir = &config.agent.data_dir;
-    let queue = Queue::open(dir, &config.queue, config.sinks.keys().map(String::as_str))
-        .with_context(|| format!("cannot open the queue in {}", dir.display()))?;
+    let sinks = || config.sinks.keys().map(String::as_str);
+    let queue = loop {
+        match Queue::open(dir, &config.queue, sinks()) {
+            Err(e) if e.is_out_of_space() => {
+                tracing::error!(error = %e, dir = %dir.display(),
+                    "cannot open the queue: the disk is full; trying again in 10 s");
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
+            other => {
+                break other
+                    .with_context(|| format!("cannot open the queue in {}", dir.display()))?
+            }
+        }
+    };
     let stats = queue.stats();
     tracing::info!(depth = stats.depth, bytes = stats.bytes, "queue opened");
     Ok(Arc::new(queue))

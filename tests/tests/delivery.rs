@@ -324,7 +324,7 @@ fn full_queue_rejects_with_507_under_reject() {
     }
     let r = rejected.expect("the queue filled up");
     assert!(accepted >= 3, "accepted {accepted} before full");
-    assert_eq!(r.json()["error"]["code"], "queue_full");
+    assert_eq!(r.json()["error"]["code"], "insufficient_storage");
     let h = agent.get_json("/v1/health");
     assert_eq!(
         h["queue"]["depth"], accepted,
@@ -575,4 +575,65 @@ fn batched_posts_carry_json_arrays_and_a_refused_batch_is_split_to_find_the_culp
         poison_alone, 1,
         "the culprit was found by sending it alone once"
     );
+}
+
+#[test]
+fn a_message_the_receiver_always_fails_is_dead_lettered_after_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start_on(free_port(), |m| {
+        if m.json()["Luna-Request-Id"] == "poison" {
+            500
+        } else {
+            200
+        }
+    });
+    let agent = Agent::start(
+        dir.path(),
+        &forward_config(&receiver.url("/in"), "max_attempts = 3"),
+    );
+    for id in ["poison", "after-1", "after-2"] {
+        assert_eq!(post(&agent, id, &events_body(0, 1)).status, 202);
+    }
+    let got = receiver.wait_accepted(2, DELIVERY);
+    let ids: Vec<_> = got
+        .iter()
+        .map(|m| m.json()["Luna-Request-Id"].clone())
+        .collect();
+    assert_eq!(ids, ["after-1", "after-2"], "the FIFO moved on");
+    let poisoned = receiver
+        .all()
+        .iter()
+        .filter(|m| m.json()["Luna-Request-Id"] == "poison")
+        .count();
+    assert_eq!(poisoned, 3, "tried max_attempts times");
+    let h = agent.get_json("/v1/health");
+    assert_eq!(h["sinks"]["store"]["dead_letters"], 1, "{h}");
+    assert!(h["sinks"]["store"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("gave up after 3 attempts"));
+}
+
+#[test]
+fn messages_older_than_max_age_are_dropped_with_a_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/in");
+    let agent = Agent::start(dir.path(), &forward_config(&url, "max_age = \"1s\""));
+    for i in 0..3 {
+        assert_eq!(
+            post(&agent, &format!("stale-{i}"), &events_body(i, 1)).status,
+            202
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let receiver = Receiver::start_on(port, |_| 200);
+    wait_for("the stale messages to expire", DELIVERY, || {
+        (agent.metric("outpost_sink_expired_total{sink=\"store\"}") == Some(3.0)).then_some(())
+    });
+    assert_eq!(post(&agent, "fresh", &events_body(9, 1)).status, 202);
+    let got = receiver.wait_accepted(1, DELIVERY);
+    assert_eq!(got[0].json()["Luna-Request-Id"], "fresh");
+    assert_eq!(receiver.accepted().len(), 1, "nothing stale was sent");
+    assert_eq!(agent.get_json("/v1/health")["sinks"]["store"]["expired"], 3);
 }

@@ -134,6 +134,18 @@ pub(super) fn positive_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duratio
     }
 }
 
+/// A human duration such as `"7d"`, `"12h"` or `"90s"`.
+pub(super) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    match humantime::parse_duration(&text) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        Ok(_) => Err(de::Error::custom("must be positive")),
+        Err(e) => Err(de::Error::custom(format!(
+            "`{text}`: {e} (e.g. \"7d\", \"12h\")"
+        ))),
+    }
+}
+
 /// A positive size or count.
 pub(super) fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     match usize::deserialize(d)? {

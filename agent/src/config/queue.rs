@@ -22,6 +22,9 @@ pub struct QueueConfig {
     pub when_full: WhenFull,
     /// sled page cache; small by default for 512 MB boards.
     pub cache_mb: u64,
+    /// Free space kept on the data dir's filesystem: below it new work gets 507.
+    /// Default: 5 % of the filesystem or 64 MiB, whichever is smaller.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -30,6 +33,7 @@ impl Default for QueueConfig {
             max_bytes: 512 << 20,
             when_full: WhenFull::Reject,
             cache_mb: 8,
+            min_free_bytes: None,
         }
     }
 }

@@ -26,12 +26,21 @@ pub struct SinkConfig {
     pub kind: SinkKind,
 }
 
-/// The keys every sink has: how its delivery loop retries.
+/// The keys every sink has: how its delivery loop retries, and when it gives a message
+/// up (both explicit policies, off by default, counted when they act).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     #[serde(default)]
     pub retry: RetryConfig,
+    /// A message older than this when its turn comes is dropped (counted as expired).
+    #[serde(default, deserialize_with = "de::duration_opt")]
+    pub max_age: Option<Duration>,
+    /// After this many failed attempts a message goes to the dead letters with its last
+    /// error, and the FIFO moves on (a receiver that answers 5xx for one message
+    /// forever would otherwise block the sink).
+    #[serde(default)]
+    pub max_attempts: Option<std::num::NonZeroU32>,
 }
 
 /// What kind of remote side a sink talks to.

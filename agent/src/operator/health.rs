@@ -5,16 +5,22 @@ use std::sync::atomic::Ordering::Relaxed;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use crate::queue::StorageState;
 use crate::server::{json as json_response, Api, Body};
 use crate::sinks::SinkStatus;
 
 pub fn health(api: &Api) -> Response<Body> {
     let status = &api.status;
     let q = status.queue.stats();
+    let storage = status.queue.storage();
+    let overall = match storage.state {
+        StorageState::Full | StorageState::Failed => "degraded",
+        StorageState::Ok | StorageState::Low => "ok",
+    };
     json_response(
         StatusCode::OK,
         &json!({
-            "status": "ok",
+            "status": overall,
             "device_id": status.device_id,
             "uptime_seconds": status.started.elapsed().as_secs(),
             "queue": {
@@ -23,6 +29,7 @@ pub fn health(api: &Api) -> Response<Body> {
                 "max_bytes": q.max_bytes,
                 "flushes": q.flushes,
             },
+            "storage": storage,
             "sinks": sinks(api),
             "sources": sources(api),
             "plugins": plugins(api),
@@ -48,6 +55,7 @@ fn sinks(api: &Api) -> Map<String, Value> {
                 "failures": s.failures_total(),
                 "dead_letters": fifo.map_or(0, |f| f.dead_letters()),
                 "dropped_queue_full": fifo.map_or(0, |f| f.dropped_full()),
+                "expired": s.expired_total(),
                 "last_error": s.last_error(),
             });
             (name.clone(), view)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hyper::{Response, StatusCode};
 
 use crate::plugin::LoadedPlugin;
-use crate::queue::SinkQueue;
+use crate::queue::{SinkQueue, StorageState};
 use crate::server::{text, Api, Body};
 use crate::sinks::{SinkState, SinkStatus};
 use Kind::{Counter, Gauge};
@@ -77,6 +77,36 @@ const AGENT: &[Family<Api>] = &[
         |a| a.status.queue.stats().flushes,
     ),
     family(
+        Gauge,
+        "outpost_storage_free_bytes",
+        "Free bytes on the data dir's filesystem.",
+        |a| a.status.queue.storage().free_bytes,
+    ),
+    family(
+        Gauge,
+        "outpost_storage_reserve_bytes",
+        "Free bytes kept in reserve (queue.min_free_bytes); below it new work gets 507.",
+        |a| a.status.queue.storage().reserve_bytes,
+    ),
+    family(
+        Gauge,
+        "outpost_queue_disk_bytes",
+        "The queue's files on disk (database and payload segments).",
+        |a| a.status.queue.storage().disk_bytes,
+    ),
+    family(
+        Gauge,
+        "outpost_queue_used_bytes",
+        "What the queue counts against max_bytes.",
+        |a| a.status.queue.storage().used_bytes,
+    ),
+    family(
+        Counter,
+        "outpost_queue_reopens_total",
+        "Times the queue database was reopened (after a write failure, or compacted).",
+        |a| a.status.queue.storage().reopens,
+    ),
+    family(
         Counter,
         "outpost_monitoring_points_dropped_total",
         "Monitoring points dropped because their buffer was full.",
@@ -138,6 +168,12 @@ const SINKS: &[Family<SinkView>] = &[
         "outpost_sink_dead_letters",
         "Messages refused by the sink, kept in the dead-letter tree.",
         |s| s.fifo.as_ref().map_or(0, |f| f.dead_letters()),
+    ),
+    family(
+        Counter,
+        "outpost_sink_expired_total",
+        "Messages dropped because they were older than max_age.",
+        |s| s.state.expired_total(),
     ),
     family(
         Counter,
@@ -204,6 +240,24 @@ pub fn metrics(api: &Api) -> Response<Body> {
     let mut out = String::with_capacity(4096);
     for family in AGENT {
         write(&mut out, family, [(String::new(), api)]);
+    }
+    let state = api.status.queue.storage().state;
+    let _ = writeln!(
+        out,
+        "# HELP outpost_storage_state The storage state (1 for the current one).\n# TYPE outpost_storage_state gauge"
+    );
+    for s in [
+        StorageState::Ok,
+        StorageState::Low,
+        StorageState::Full,
+        StorageState::Failed,
+    ] {
+        let _ = writeln!(
+            out,
+            "outpost_storage_state{{state=\"{}\"}} {}",
+            s.as_str(),
+            u64::from(s == state)
+        );
     }
     let _ = writeln!(
         out,

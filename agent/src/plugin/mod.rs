@@ -34,7 +34,7 @@ pub enum LoadError {
     #[error(transparent)]
     Kv(#[from] KvError),
     #[error(transparent)]
-    Store(#[from] sled::Error),
+    Store(#[from] crate::queue::QueueError),
     /// The plugins load, but the config wires them wrongly (e.g. a source feeding a
     /// plugin that does not take what it sends).
     #[error(transparent)]

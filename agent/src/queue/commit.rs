@@ -1,9 +1,10 @@
-//! Group commit: concurrent writers share one `fsync`.
+//! Group commit: concurrent writers share one flush.
 //!
 //! A writer inserts its records, then asks for a commit. The committer thread takes
-//! every request waiting at that moment, flushes sled once (sled's flush writes and
-//! fsyncs its log), and answers them all. A request that arrives during a flush waits
-//! for the next one, which is what makes "flushed after my insert" true.
+//! every request waiting at that moment, flushes once (`Core::flush`: the payload
+//! segments' fdatasync, sled's log write and its fdatasync), and answers them all. A
+//! request that arrives during a flush waits for the next one, which is what makes
+//! "flushed after my insert" true.
 //!
 //! Writers announce themselves before their plugin call ([`GroupCommit::writer`]). When
 //! a commit is requested while other writers are still working, the committer gives
@@ -14,20 +15,22 @@
 //! A flush syncs the payload segments first, then sled, so a durable record never
 //! points at a payload that is not; segments emptied before the flush are deleted after
 //! it. With no commit requested, the thread still flushes every 500 ms when there is
-//! something to flush (deletes after acks), as sled's own periodic flush is off.
+//! something to flush (deletes after acks), as sled's own periodic flush is off, and
+//! runs the queue's maintenance (`Core::maintain`).
 //!
 //! A dedicated thread rather than a tokio task: flushing blocks, and the thread's
 //! lifetime is tied to the queue (joined on drop), so the database is closed when the
 //! queue is.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::segments::SegmentStore;
+use super::maintain::Maintenance;
+use super::{Core, QueueError};
 
 /// How often pending deletes are flushed when nobody asks for a commit.
 const IDLE_FLUSH: Duration = Duration::from_millis(500);
@@ -46,21 +49,7 @@ impl Drop for Writer {
     }
 }
 
-/// One flush: payload segments, then sled, then the segments that emptied before it.
-pub(super) fn flush(
-    db: &sled::Db,
-    segments: &SegmentStore,
-    dirty: &AtomicBool,
-) -> Result<(), sled::Error> {
-    dirty.store(false, Ordering::Relaxed);
-    let emptied = segments.emptied();
-    segments.sync()?;
-    db.flush()?;
-    segments.collect(emptied);
-    Ok(())
-}
-
-type Reply = (oneshot::Sender<Result<(), Arc<sled::Error>>>, Writer);
+type Reply = (oneshot::Sender<Result<(), Arc<QueueError>>>, Writer);
 
 /// Handle to the committer thread.
 pub struct GroupCommit {
@@ -71,13 +60,8 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the committer for `db` and its payload `segments`; `dirty` says there is
-    /// something to flush even without a commit request.
-    pub fn start(
-        db: sled::Db,
-        segments: Arc<SegmentStore>,
-        dirty: Arc<AtomicBool>,
-    ) -> std::io::Result<Self> {
+    /// Starts the committer of `core`.
+    pub(super) fn start(core: Arc<Core>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Reply>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&flushes);
@@ -85,34 +69,7 @@ impl GroupCommit {
         let working = Arc::clone(&writers);
         let thread = std::thread::Builder::new()
             .name("outpost-commit".into())
-            .spawn(move || {
-                let mut waiting = Vec::new();
-                loop {
-                    match rx.recv_timeout(IDLE_FLUSH) {
-                        Ok(first) => {
-                            waiting.push(first);
-                            gather(&rx, &working, &mut waiting);
-                            let result = flush(&db, &segments, &dirty).map_err(Arc::new);
-                            counter.fetch_add(1, Ordering::Relaxed);
-                            for (reply, writer) in waiting.drain(..) {
-                                drop(writer);
-                                let _ = reply.send(result.clone());
-                            }
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            if dirty.load(Ordering::Relaxed) {
-                                match flush(&db, &segments, &dirty) {
-                                    Ok(()) => {
-                                        counter.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    Err(e) => tracing::error!(error = %e, "queue flush failed"),
-                                }
-                            }
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            })?;
+            .spawn(move || run(&core, &rx, &working, &counter))?;
         Ok(GroupCommit {
             requests: Some(tx),
             thread: Some(thread),
@@ -128,8 +85,8 @@ impl GroupCommit {
     }
 
     /// Resolves once everything `writer` inserted before this call is on disk.
-    pub async fn commit(&self, writer: Writer) -> Result<(), Arc<sled::Error>> {
-        let closed = || Arc::new(sled::Error::Io(std::io::Error::other("committer stopped")));
+    pub async fn commit(&self, writer: Writer) -> Result<(), Arc<QueueError>> {
+        let closed = || Arc::new(QueueError::Io(std::io::Error::other("committer stopped")));
         let (tx, rx) = oneshot::channel();
         self.requests
             .as_ref()
@@ -144,6 +101,50 @@ impl GroupCommit {
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }
+}
+
+/// The committer thread: flushes for commit requests, and flushes what is dirty plus
+/// maintenance on every idle tick.
+fn run(core: &Core, rx: &mpsc::Receiver<Reply>, writers: &AtomicUsize, flushes: &AtomicU64) {
+    let mut waiting = Vec::new();
+    let mut maintenance = Maintenance::default();
+    let mut last_tick = Instant::now();
+    loop {
+        match rx.recv_timeout(IDLE_FLUSH) {
+            Ok(first) => {
+                waiting.push(first);
+                gather(rx, writers, &mut waiting);
+                let result = core.flush().map_err(Arc::new);
+                if result.is_ok() {
+                    flushes.fetch_add(1, Ordering::Relaxed);
+                }
+                for (reply, writer) in waiting.drain(..) {
+                    drop(writer);
+                    let _ = reply.send(result.clone());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= IDLE_FLUSH {
+            last_tick = Instant::now();
+            idle_tick(core, flushes, &mut maintenance);
+        }
+    }
+}
+
+/// Flushes what no commit covered (acks, key-value writes), then maintains the queue.
+fn idle_tick(core: &Core, flushes: &AtomicU64, maintenance: &mut Maintenance) {
+    if core.dirty.load(Ordering::Relaxed) && !core.store.failed() {
+        match core.flush() {
+            Ok(()) => {
+                flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            // Logged once by the store, shown by health; retried next tick.
+            Err(e) => tracing::debug!(error = %e, "queue flush failed"),
+        }
+    }
+    core.maintain(maintenance);
 }
 
 /// Adds to `waiting` the requests that come while other writers are still working, for

@@ -8,41 +8,50 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::store::Store;
+use super::QueueError;
+
 /// Longest key a plugin may use.
 pub const MAX_KEY_LEN: usize = 256;
+
+/// Largest value: sled writes bigger values (over ~128 KiB) to separate blob files,
+/// which hang its flushes if the disk fills while one is written.
+pub const MAX_VALUE_LEN: usize = 64 << 10;
 
 /// Why a key-value operation failed; the text reaches the plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
     #[error("kv keys must be 1..={MAX_KEY_LEN} bytes")]
     BadKey,
+    #[error("kv values must be at most {MAX_VALUE_LEN} bytes")]
+    ValueTooLarge,
     #[error("kv store of plugin `{plugin}` would exceed its {max} bytes")]
     Full { plugin: String, max: u64 },
     #[error("kv store of plugin `{plugin}`: {source}")]
     Storage {
         plugin: String,
         #[source]
-        source: sled::Error,
+        source: QueueError,
     },
 }
 
-/// Where the stores live: the queue database's `plugin_kv` tree.
+/// Where the stores live: the queue database's `plugin_kv` tree, reached through the
+/// database handle (which may be swapped while the agent runs).
 #[derive(Clone)]
 pub struct KvStores {
-    tree: sled::Tree,
+    store: Arc<Store>,
     dirty: Arc<AtomicBool>,
 }
 
 impl KvStores {
-    pub(super) fn new(tree: sled::Tree, dirty: Arc<AtomicBool>) -> Self {
-        KvStores { tree, dirty }
+    pub(super) fn new(store: Arc<Store>, dirty: Arc<AtomicBool>) -> Self {
+        KvStores { store, dirty }
     }
 
     /// Stores in a throw-away database (`outpost check`, tests).
-    pub fn temporary() -> Result<Self, sled::Error> {
-        let db = sled::Config::new().temporary(true).open()?;
+    pub fn temporary() -> Result<Self, QueueError> {
         Ok(KvStores {
-            tree: db.open_tree("plugin_kv")?,
+            store: Arc::new(Store::temporary()?),
             dirty: Arc::default(),
         })
     }
@@ -55,14 +64,15 @@ impl KvStores {
             plugin: plugin.to_owned(),
             source,
         };
+        let trees = self.store.trees().map_err(storage)?;
         let mut used = 0u64;
-        for entry in self.tree.scan_prefix(&prefix) {
-            let (k, v) = entry.map_err(storage)?;
+        for entry in trees.kv.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(|e| storage(e.into()))?;
             used += (k.len() - prefix.len() + v.len()) as u64;
         }
         Ok(KvStore {
             plugin: plugin.to_owned(),
-            tree: self.tree.clone(),
+            store: Arc::clone(&self.store),
             dirty: Arc::clone(&self.dirty),
             prefix,
             used: AtomicU64::new(used),
@@ -74,7 +84,7 @@ impl KvStores {
 /// One plugin's store.
 pub struct KvStore {
     plugin: String,
-    tree: sled::Tree,
+    store: Arc<Store>,
     dirty: Arc<AtomicBool>,
     prefix: Vec<u8>,
     used: AtomicU64,
@@ -91,27 +101,33 @@ impl KvStore {
         Ok(k)
     }
 
-    fn storage(&self, source: sled::Error) -> KvError {
+    fn storage(&self, source: QueueError) -> KvError {
         KvError::Storage {
             plugin: self.plugin.clone(),
             source,
         }
     }
 
+    /// Runs `f` on the kv tree; storage errors name the plugin (and a write error marks
+    /// the database failed, like any other).
+    fn with<T>(&self, f: impl FnOnce(&sled::Tree) -> Result<T, sled::Error>) -> Result<T, KvError> {
+        let trees = self.store.trees().map_err(|e| self.storage(e))?;
+        self.store.check(f(&trees.kv)).map_err(|e| self.storage(e))
+    }
+
     /// The value under `key`, if any.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let k = self.key(key)?;
-        Ok(self
-            .tree
-            .get(k)
-            .map_err(|e| self.storage(e))?
-            .map(|v| v.to_vec()))
+        Ok(self.with(|kv| kv.get(k))?.map(|v| v.to_vec()))
     }
 
     /// Stores `value` under `key`, within the cap.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         let k = self.key(key)?;
-        let old = self.tree.get(&k).map_err(|e| self.storage(e))?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(KvError::ValueTooLarge);
+        }
+        let old = self.with(|kv| kv.get(&k))?;
         let old_size = old.map_or(0, |v| (key.len() + v.len()) as u64);
         let new_size = (key.len() + value.len()) as u64;
         let used = self.used.load(Ordering::Relaxed);
@@ -121,7 +137,7 @@ impl KvStore {
                 max: self.max_bytes,
             });
         }
-        self.tree.insert(k, value).map_err(|e| self.storage(e))?;
+        self.with(|kv| kv.insert(k, value))?;
         self.used.fetch_add(new_size, Ordering::Relaxed);
         self.used.fetch_sub(old_size, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
@@ -131,7 +147,7 @@ impl KvStore {
     /// Removes `key` (absent is fine).
     pub fn delete(&self, key: &str) -> Result<(), KvError> {
         let k = self.key(key)?;
-        if let Some(old) = self.tree.remove(k).map_err(|e| self.storage(e))? {
+        if let Some(old) = self.with(|kv| kv.remove(k))? {
             self.used
                 .fetch_sub((key.len() + old.len()) as u64, Ordering::Relaxed);
             self.dirty.store(true, Ordering::Relaxed);
@@ -147,9 +163,12 @@ mod tests {
     #[test]
     fn namespaced_capped_persistent_and_flushed() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
         let dirty = Arc::new(AtomicBool::new(false));
-        let stores = KvStores::new(db.open_tree("kv").unwrap(), Arc::clone(&dirty));
+        let open = || {
+            let (store, _) = Store::open(dir.path(), 1 << 20).unwrap();
+            KvStores::new(Arc::new(store), Arc::clone(&dirty))
+        };
+        let stores = open();
         let a = stores.open("a", 100).unwrap();
         let b = stores.open("b", 100).unwrap();
         a.set("k", b"one").unwrap();
@@ -166,8 +185,9 @@ mod tests {
         assert!(dirty.load(Ordering::Relaxed));
         a.set("k2", &[0; 20]).unwrap();
         assert!(matches!(a.get(""), Err(KvError::BadKey)));
-        drop(a);
-        let again = stores.open("a", 100).unwrap();
+        stores.store.flush().unwrap();
+        drop((a, b, stores));
+        let again = open().open("a", 100).unwrap();
         assert_eq!(again.get("k2").unwrap().as_deref(), Some(&[0u8; 20][..]));
         assert!(again.set("x", &[0; 90]).is_err(), "usage rebuilt from disk");
     }

@@ -1,137 +1,99 @@
 //! The durable queue: every accepted message stays here, on disk, until its sink has
 //! acknowledged it.
 //!
-//! * One sled tree holds all pending messages; a key is `<sink>\0<seq: u64 BE>`, so each
-//!   sink is a FIFO (a key-ordered prefix) and one request's messages for several sinks
-//!   land in one atomic batch.
+//! * Records live in sled ([`store`]), one FIFO per sink ([`fifo`]); payloads over
+//!   256 bytes live in append-only segment files, one stream per sink ([`segments`]).
 //! * Writes are made durable by [group commit](commit): a producer's 202 goes out after
-//!   the flush (fsync) that covers its insert; concurrent requests share flushes.
-//! * A message is removed only by [`Queue::ack`] (its sink acknowledged it) or moved by
-//!   [`Queue::dead_letter`] (its sink refused it for good), or dropped by the
-//!   `drop_oldest` policy, each counted.
-//! * Delivery reads a bounded batch from the head of a sink's FIFO, so a backlog of
-//!   millions never sits in RAM; counters are rebuilt by one scan at start-up.
+//!   the flush that covers its insert; concurrent requests share flushes.
+//! * A message is removed only when its sink acknowledged it ([`Queue::ack`]), moved to
+//!   the dead letters when its sink refused it for good ([`dead`]), or dropped by the
+//!   `drop_oldest` policy ([`write`]) — each counted.
+//! * What may be written is decided by [`admission`]: the `max_bytes` cap against the
+//!   bytes the queue occupies on disk, and a reserve of free space on the filesystem so
+//!   that acknowledgements, compaction and segment deletion always have room.
+//! * [`maintain`] recovers a database that failed on a full disk once space is back,
+//!   and compacts it when it holds far more than it needs.
+//! * Delivery reads a bounded batch from the head of a sink's FIFO ([`read`]), so a
+//!   backlog of millions never sits in RAM; counters are rebuilt by one scan at open.
 
+pub mod admission;
 mod commit;
+mod compact;
+pub mod dead;
+mod disk;
+mod fifo;
 pub mod kv;
+pub(crate) mod maintain;
 mod open;
+mod read;
 pub mod record;
 mod segments;
+mod seq;
+mod store;
+mod write;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use outpost_pdk::{Message, SinkName};
-use tokio::sync::Notify;
-
-use crate::config::{QueueConfig, WhenFull};
+use crate::config::QueueConfig;
+pub use admission::{StorageState, StorageStatus};
 pub use commit::{GroupCommit, Writer};
+pub use dead::{DeadLetter, DeadSelection};
+pub use fifo::SinkQueue;
 pub use open::Opened;
-use record::{
-    DeadLetterV1, Envelope, EnvelopeV2Ref, MessageId, Payload, PayloadRef, RecordRef, RecordV1,
-    RecordV2,
-};
-use segments::{SegmentRef, SegmentStore};
-
-/// Payloads up to this size stay in the sled record; larger ones go to a segment file.
-const INLINE_MAX: usize = 256;
+pub use read::{Peeked, StoredMessage};
+use record::MessageId;
+use segments::SegmentStore;
+use seq::Sequence;
+use store::Store;
+pub use write::Inserted;
 
 /// Queue errors.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue is full: {needed} more bytes would exceed max_bytes {max}")]
     Full { needed: u64, max: u64 },
+    #[error(
+        "disk is full: {available} bytes free, {reserve} kept in reserve (queue.min_free_bytes)"
+    )]
+    DiskFull { available: u64, reserve: u64 },
     #[error("message for unknown sink `{0}`")]
     UnknownSink(String),
     #[error("queue storage error: {0}")]
     Storage(#[from] sled::Error),
+    #[error("queue storage error: {0}")]
+    Io(#[source] std::io::Error),
     #[error("queue commit failed: {0}")]
-    Commit(Arc<sled::Error>),
+    Commit(Arc<QueueError>),
     #[error("corrupt queue record {key}: {message}")]
     CorruptRecord { key: String, message: String },
     #[error("payload segment unreadable: {0}")]
     Segment(#[source] std::io::Error),
+    #[error("the queue database is being reopened or could not be; try again")]
+    Unavailable,
+    #[error("the queue database failed on a write{}; it is reopened once the disk has room",
+        if *full { " (disk full)" } else { "" })]
+    Failed { full: bool },
     #[error("queue task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
-/// One sink's FIFO: its key prefix, its counters and the wake-up for its delivery loop.
-#[derive(Debug)]
-pub struct SinkQueue {
-    pub name: SinkName,
-    prefix: Vec<u8>,
-    depth: AtomicU64,
-    bytes: AtomicU64,
-    dead: AtomicU64,
-    dropped_full: AtomicU64,
-    notify: Notify,
-}
-
-impl SinkQueue {
-    fn new(name: &str) -> Self {
-        let mut prefix = name.as_bytes().to_vec();
-        prefix.push(0);
-        SinkQueue {
-            name: SinkName::from(name),
-            prefix,
-            depth: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            dead: AtomicU64::new(0),
-            dropped_full: AtomicU64::new(0),
-            notify: Notify::new(),
+impl QueueError {
+    /// Whether this is "no room" (the cap, the disk reserve, or the disk itself): the
+    /// producer should slow down, nothing is broken.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            QueueError::Full { .. } | QueueError::DiskFull { .. } => true,
+            QueueError::Storage(sled::Error::Io(e))
+            | QueueError::Io(e)
+            | QueueError::Segment(e) => disk::is_full(e),
+            QueueError::Commit(e) => e.is_out_of_space(),
+            QueueError::Failed { full } => *full,
+            _ => false,
         }
     }
-
-    fn key(&self, seq: u64) -> Vec<u8> {
-        let mut key = Vec::with_capacity(self.prefix.len() + 8);
-        key.extend_from_slice(&self.prefix);
-        key.extend_from_slice(&seq.to_be_bytes());
-        key
-    }
-
-    /// Messages waiting.
-    pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
-    }
-    /// Bytes waiting (keys and encoded records).
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-    /// Messages in the dead-letter tree.
-    pub fn dead_letters(&self) -> u64 {
-        self.dead.load(Ordering::Relaxed)
-    }
-    /// Messages dropped by `when_full = "drop_oldest"`.
-    pub fn dropped_full(&self) -> u64 {
-        self.dropped_full.load(Ordering::Relaxed)
-    }
-    /// Resolves when new messages were committed (a permit is kept if nobody waits).
-    pub async fn wait_for_messages(&self) {
-        self.notify.notified().await
-    }
-}
-
-/// A message read back for delivery.
-#[derive(Debug, Clone)]
-pub struct StoredMessage {
-    key: sled::IVec,
-    pub id: MessageId,
-    pub enqueued_ms: u64,
-    pub content_type: String,
-    pub topic: Option<String>,
-    pub key_: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub payload: Bytes,
-}
-
-/// What [`Queue::insert`] wrote, to be made durable by [`Queue::commit`].
-#[must_use = "inserted messages are not durable until committed"]
-pub struct Inserted {
-    sinks: Vec<Arc<SinkQueue>>,
-    pub count: usize,
 }
 
 /// Queue-wide figures for health and metrics.
@@ -143,31 +105,30 @@ pub struct QueueStats {
     pub flushes: u64,
 }
 
-/// The durable queue.
-pub struct Queue {
-    db: sled::Db,
-    pending: sled::Tree,
-    dead: sled::Tree,
-    epoch: u64,
-    max_bytes: u64,
-    when_full: WhenFull,
+/// Everything the queue's users and its committer thread share.
+pub(crate) struct Core {
+    store: Arc<Store>,
+    segments: SegmentStore,
     sinks: BTreeMap<String, Arc<SinkQueue>>,
+    admission: admission::Admission,
+    seq: Sequence,
+    epoch: u64,
+    /// Messages and their logical bytes (keys, records, payloads).
     depth: AtomicU64,
     bytes: AtomicU64,
-    /// Serialises the capacity check with the insert, so concurrent requests cannot
-    /// overshoot `max_bytes` together. Held only for in-memory sled operations.
-    admit: Mutex<()>,
-    committer: GroupCommit,
-    segments: Arc<SegmentStore>,
-    /// Removals not yet flushed.
+    /// What the records cost in sled, estimated ([`write::record_charge`]).
+    index_charge: AtomicU64,
+    /// Writes no commit covers yet (acks, key-value writes): flush within the idle tick.
     dirty: Arc<AtomicBool>,
+}
+
+/// The durable queue.
+pub struct Queue {
+    core: Arc<Core>,
+    committer: GroupCommit,
     opened: Opened,
 }
 
-const PENDING_TREE: &[u8] = b"pending";
-const DEAD_TREE: &[u8] = b"dead_letter";
-const META_TREE: &[u8] = b"meta";
-const KV_TREE: &[u8] = b"plugin_kv";
 const EPOCH_KEY: &[u8] = b"epoch";
 
 impl Queue {
@@ -178,91 +139,43 @@ impl Queue {
         config: &QueueConfig,
         sink_names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Queue, QueueError> {
-        let (db, opened) = open::open(&data_dir.join("queue"), config.cache_mb << 20)?;
-        let pending = db.open_tree(PENDING_TREE)?;
-        let dead = db.open_tree(DEAD_TREE)?;
-        let meta = db.open_tree(META_TREE)?;
-        let epoch = match meta.get(EPOCH_KEY)? {
-            Some(v) if v.len() == 8 => u64::from_be_bytes(v.as_ref().try_into().unwrap()),
-            _ => {
-                let epoch = fastrand::u64(..);
-                meta.insert(EPOCH_KEY, &epoch.to_be_bytes())?;
-                db.flush()?;
-                epoch
-            }
+        let dir = data_dir.join("queue");
+        let (store, opened) = Store::open(&dir, config.cache_mb << 20)?;
+        let admission = admission::Admission::new(config, data_dir).map_err(QueueError::Io)?;
+        let (epoch, seq) = {
+            let trees = store.trees()?;
+            (epoch(&trees)?, Sequence::load(&trees)?)
         };
-        let sinks: BTreeMap<String, Arc<SinkQueue>> = sink_names
-            .into_iter()
-            .map(|n| (n.to_owned(), Arc::new(SinkQueue::new(n))))
-            .collect();
         // Inside the database's directory, so a corrupt database is moved aside with
         // its payloads.
-        let segments = Arc::new(
-            SegmentStore::open(&data_dir.join("queue").join("payloads"))
-                .map_err(sled::Error::Io)?,
-        );
-        let dirty = Arc::new(AtomicBool::new(false));
-        let queue = Queue {
-            committer: GroupCommit::start(db.clone(), Arc::clone(&segments), Arc::clone(&dirty))
-                .map_err(sled::Error::Io)?,
+        let segments = SegmentStore::open(&dir.join("payloads"), admission.segment_bytes())
+            .map_err(QueueError::Io)?;
+        let core = Arc::new(Core {
+            store: Arc::new(store),
             segments,
-            dirty,
-            db,
-            pending,
-            dead,
+            sinks: sink_names
+                .into_iter()
+                .map(|n| (n.to_owned(), Arc::new(SinkQueue::new(n))))
+                .collect(),
+            admission,
+            seq,
             epoch,
-            max_bytes: config.max_bytes,
-            when_full: config.when_full,
-            sinks,
             depth: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            admit: Mutex::new(()),
+            index_charge: AtomicU64::new(0),
+            dirty: Arc::new(AtomicBool::new(false)),
+        });
+        {
+            let trees = core.store.trees()?;
+            core.rebuild(&trees)?;
+        }
+        core.store.flush()?;
+        let committer = GroupCommit::start(Arc::clone(&core)).map_err(QueueError::Io)?;
+        Ok(Queue {
+            core,
+            committer,
             opened,
-        };
-        queue.rebuild_counters()?;
-        Ok(queue)
-    }
-
-    /// One pass over the trees: per-sink depth and bytes. Messages for sinks that are no
-    /// longer configured are kept (and counted in the totals) but not delivered.
-    fn rebuild_counters(&self) -> Result<(), QueueError> {
-        let mut orphans: BTreeMap<String, u64> = BTreeMap::new();
-        let mut refs = Vec::new();
-        for entry in self.pending.iter() {
-            let (key, value) = entry?;
-            let segment = segment_of(&value);
-            refs.extend(segment);
-            let external = segment.map_or(0, |r| u64::from(r.len));
-            let size = (key.len() + value.len()) as u64 + external;
-            self.depth.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(size, Ordering::Relaxed);
-            match self.sink_of_key(&key) {
-                Some(sink) => {
-                    sink.depth.fetch_add(1, Ordering::Relaxed);
-                    sink.bytes.fetch_add(size, Ordering::Relaxed);
-                }
-                None => *orphans.entry(sink_name_of_key(&key)).or_default() += 1,
-            }
-        }
-        self.segments.rebuild(refs).map_err(sled::Error::Io)?;
-        for entry in self.dead.iter() {
-            let (key, _) = entry?;
-            if let Some(sink) = self.sink_of_key(&key) {
-                sink.dead.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        for (sink, count) in orphans {
-            tracing::warn!(
-                sink,
-                count,
-                "queued messages for a sink that is not configured are kept, not delivered"
-            );
-        }
-        Ok(())
-    }
-
-    fn sink_of_key(&self, key: &[u8]) -> Option<&Arc<SinkQueue>> {
-        self.sinks.get(sink_name_of_key(key).as_str())
+        })
     }
 
     /// How the database was opened (moved aside if corrupt).
@@ -272,124 +185,32 @@ impl Queue {
 
     /// The FIFO of `sink`.
     pub fn sink(&self, sink: &str) -> Option<&Arc<SinkQueue>> {
-        self.sinks.get(sink)
+        self.core.sinks.get(sink)
     }
 
     /// All sink FIFOs.
     pub fn sinks(&self) -> impl Iterator<Item = &Arc<SinkQueue>> {
-        self.sinks.values()
+        self.core.sinks.values()
     }
 
     pub fn stats(&self) -> QueueStats {
         QueueStats {
-            depth: self.depth.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            max_bytes: self.max_bytes,
+            depth: self.core.depth.load(Ordering::Relaxed),
+            bytes: self.core.bytes.load(Ordering::Relaxed),
+            max_bytes: self.core.admission.max_bytes(),
             flushes: self.committer.flushes(),
         }
     }
 
-    /// Writes `messages` in one atomic batch (not yet durable: see [`Queue::commit`]).
-    ///
-    /// Blocking (sled); call it off the reactor. Applies the `when_full` policy.
-    pub fn insert(&self, messages: &[Message]) -> Result<Inserted, QueueError> {
-        let mut appended = Vec::new();
-        let result = self.insert_appending(messages, &mut appended);
-        if result.is_err() {
-            // Payloads written for a batch that was refused: no record points at them.
-            for r in &appended {
-                self.segments.release(r);
-            }
-        }
-        result
+    /// Disk space, the reserve and the storage state, for health and metrics.
+    pub fn storage(&self) -> StorageStatus {
+        self.core.storage_status()
     }
 
-    fn insert_appending(
-        &self,
-        messages: &[Message],
-        appended: &mut Vec<SegmentRef>,
-    ) -> Result<Inserted, QueueError> {
-        let now = crate::clock::now_ms();
-        let mut batch = sled::Batch::default();
-        let mut sizes: Vec<(Arc<SinkQueue>, u64)> = Vec::with_capacity(messages.len());
-        let mut needed = 0u64;
-        for message in messages {
-            let sink = self
-                .sinks
-                .get(message.sink.as_str())
-                .ok_or_else(|| QueueError::UnknownSink(message.sink.to_string()))?;
-            let seq = self.db.generate_id()?;
-            let bytes = message.payload();
-            let payload = if bytes.len() > INLINE_MAX {
-                let r = self.segments.append(bytes).map_err(sled::Error::Io)?;
-                appended.push(r);
-                PayloadRef::Segment(r)
-            } else {
-                PayloadRef::Inline(bytes)
-            };
-            let headers: Vec<(&str, &str)> = message
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let external = match payload {
-                PayloadRef::Segment(r) => u64::from(r.len),
-                PayloadRef::Inline(_) => 0,
-            };
-            let value = EnvelopeV2Ref(RecordRef {
-                id: MessageId {
-                    epoch: self.epoch,
-                    seq,
-                },
-                enqueued_ms: now,
-                content_type: message.effective_content_type(),
-                topic: message.topic.as_deref(),
-                key: message.key.as_deref(),
-                headers: &headers,
-                payload,
-            })
-            .encode();
-            let key = sink.key(seq);
-            let size = (key.len() + value.len()) as u64 + external;
-            needed += size;
-            sizes.push((Arc::clone(sink), size));
-            batch.insert(key, value);
-        }
-
-        let _admit = self.admit.lock().unwrap_or_else(|e| e.into_inner());
-        if needed > self.max_bytes {
-            return Err(QueueError::Full {
-                needed,
-                max: self.max_bytes,
-            });
-        }
-        while self.bytes.load(Ordering::Relaxed) + needed > self.max_bytes {
-            let dropped = match self.when_full {
-                WhenFull::Reject => false,
-                WhenFull::DropOldest => self.drop_oldest()?,
-            };
-            if !dropped {
-                return Err(QueueError::Full {
-                    needed,
-                    max: self.max_bytes,
-                });
-            }
-        }
-        self.pending.apply_batch(batch)?;
-        let mut touched: Vec<Arc<SinkQueue>> = Vec::new();
-        for (sink, size) in sizes {
-            sink.depth.fetch_add(1, Ordering::Relaxed);
-            sink.bytes.fetch_add(size, Ordering::Relaxed);
-            self.depth.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(size, Ordering::Relaxed);
-            if !touched.iter().any(|s| Arc::ptr_eq(s, &sink)) {
-                touched.push(sink);
-            }
-        }
-        Ok(Inserted {
-            sinks: touched,
-            count: messages.len(),
-        })
+    /// Announces a write before its (slow) preparation, e.g. a plugin call, so that
+    /// concurrent commits wait a moment to share their flush with it.
+    pub fn writer(&self) -> Writer {
+        self.committer.writer()
     }
 
     /// Waits until `inserted` is on disk (group commit), then wakes its sinks. Nothing
@@ -397,12 +218,6 @@ impl Queue {
     pub async fn commit(&self, inserted: Inserted) -> Result<(), QueueError> {
         let writer = self.writer();
         self.commit_as(inserted, writer).await
-    }
-
-    /// Announces a write before its (slow) preparation, e.g. a plugin call, so that
-    /// concurrent commits wait a moment to share their flush with it.
-    pub fn writer(&self) -> Writer {
-        self.committer.writer()
     }
 
     /// [`Queue::commit`] for a write announced with [`Queue::writer`].
@@ -415,245 +230,82 @@ impl Queue {
             .await
             .map_err(QueueError::Commit)?;
         for sink in &inserted.sinks {
-            sink.notify.notify_one();
+            sink.notify();
         }
         Ok(())
-    }
-
-    /// Removes the oldest pending message of any sink. Returns false if there is none.
-    fn drop_oldest(&self) -> Result<bool, QueueError> {
-        let mut oldest: Option<(u64, &Arc<SinkQueue>, sled::IVec)> = None;
-        for sink in self.sinks.values() {
-            if let Some(entry) = self.pending.scan_prefix(&sink.prefix).next() {
-                let (key, _) = entry?;
-                let seq = seq_of_key(&key);
-                if oldest.as_ref().is_none_or(|(s, _, _)| seq < *s) {
-                    oldest = Some((seq, sink, key));
-                }
-            }
-        }
-        let Some((_, sink, key)) = oldest else {
-            return Ok(false);
-        };
-        if self.remove(sink, &key)? {
-            sink.dropped_full.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(sink = %sink.name, "queue full: dropped the oldest message");
-        }
-        Ok(true)
-    }
-
-    /// Up to `max` messages from the head of `sink`'s FIFO, oldest first. Blocking.
-    pub fn peek(&self, sink: &SinkQueue, max: usize) -> Result<Vec<StoredMessage>, QueueError> {
-        let mut out = Vec::new();
-        for entry in self.pending.scan_prefix(&sink.prefix).take(max) {
-            let (key, value) = entry?;
-            match self.load(key.clone(), &value) {
-                Ok(message) => out.push(message),
-                Err(reason) => {
-                    // Unreadable records must not wedge the sink: park them as dead letters.
-                    tracing::error!(sink = %sink.name, error = %reason, "unreadable queue record");
-                    self.dead.insert(&key, value)?;
-                    self.remove(sink, &key)?;
-                    sink.dead.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// A pending record with its payload.
-    fn load(&self, key: sled::IVec, value: &[u8]) -> Result<StoredMessage, QueueError> {
-        match Envelope::decode(value) {
-            Ok(Envelope::V1(r)) => Ok(stored(key, r)),
-            Ok(Envelope::V2(r)) => {
-                let payload = match &r.payload {
-                    Payload::Inline(bytes) => bytes.clone(),
-                    Payload::Segment(s) => self.segments.read(s).map_err(QueueError::Segment)?,
-                };
-                Ok(stored(key, r.with_payload(payload)))
-            }
-            Ok(Envelope::DeadV1(_)) => Err(QueueError::CorruptRecord {
-                key: format!("{key:?}"),
-                message: "a dead letter among the pending messages".into(),
-            }),
-            Err(e) => Err(QueueError::CorruptRecord {
-                key: format!("{key:?}"),
-                message: e.to_string(),
-            }),
-        }
-    }
-
-    /// The sink acknowledged `message`: delete it. Blocking. Not flushed on its own: a
-    /// crash before the next flush re-delivers it (at-least-once), never loses it.
-    pub fn ack(&self, sink: &SinkQueue, message: &StoredMessage) -> Result<(), QueueError> {
-        self.remove(sink, &message.key)?;
-        Ok(())
-    }
-
-    /// The sink refused `message` for good: move it to the dead-letter tree, atomically.
-    pub fn dead_letter(
-        &self,
-        sink: &SinkQueue,
-        message: &StoredMessage,
-        reason: impl std::fmt::Display,
-    ) -> Result<(), QueueError> {
-        let record = Envelope::DeadV1(DeadLetterV1 {
-            reason: reason.to_string(),
-            failed_ms: crate::clock::now_ms(),
-            record: RecordV1 {
-                id: message.id,
-                enqueued_ms: message.enqueued_ms,
-                content_type: message.content_type.clone(),
-                topic: message.topic.clone(),
-                key: message.key_.clone(),
-                headers: message.headers.clone(),
-                payload: message.payload.to_vec(),
-            },
-        })
-        .encode();
-        use sled::transaction::TransactionError;
-        use sled::Transactional;
-        let removed: Result<Option<sled::IVec>, TransactionError<()>> = (&self.pending, &self.dead)
-            .transaction(|(pending, dead)| {
-                dead.insert(message.key.as_ref(), record.as_slice())?;
-                Ok(pending.remove(message.key.as_ref())?)
-            });
-        let removed = removed.map_err(|e| match e {
-            TransactionError::Storage(e) => QueueError::Storage(e),
-            TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
-        })?;
-        if let Some(old) = removed {
-            self.account_removal(sink, message.key.len() + old.len() + self.release(&old));
-        }
-        sink.dead.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Dead letters of `sink`, oldest first (for inspection and tests).
-    pub fn dead_letters(
-        &self,
-        sink: &SinkQueue,
-        max: usize,
-    ) -> Result<Vec<DeadLetterV1>, QueueError> {
-        let mut out = Vec::new();
-        for entry in self.dead.scan_prefix(&sink.prefix).take(max) {
-            let (key, value) = entry?;
-            match Envelope::decode(&value) {
-                Ok(Envelope::DeadV1(d)) => out.push(d),
-                // Pending records parked here by `peek` because they could not be read.
-                Ok(Envelope::V1(record)) => out.push(DeadLetterV1 {
-                    reason: "unreadable".into(),
-                    failed_ms: 0,
-                    record,
-                }),
-                Ok(Envelope::V2(mut r)) => {
-                    let payload = match &mut r.payload {
-                        Payload::Inline(bytes) => std::mem::take(bytes),
-                        Payload::Segment(_) => Vec::new(),
-                    };
-                    out.push(DeadLetterV1 {
-                        reason: "payload unreadable".into(),
-                        failed_ms: 0,
-                        record: r.with_payload(payload),
-                    })
-                }
-                Err(e) => {
-                    return Err(QueueError::CorruptRecord {
-                        key: format!("{key:?}"),
-                        message: e.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes `key` if present, keeping the counters right. Returns whether it was there.
-    fn remove(&self, sink: &SinkQueue, key: &[u8]) -> Result<bool, QueueError> {
-        match self.pending.remove(key)? {
-            Some(old) => {
-                self.account_removal(sink, key.len() + old.len() + self.release(&old));
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Releases the payload segment of a removed record; returns its size.
-    fn release(&self, removed: &[u8]) -> usize {
-        self.dirty.store(true, Ordering::Relaxed);
-        match segment_of(removed) {
-            Some(r) => {
-                self.segments.release(&r);
-                r.len as usize
-            }
-            None => 0,
-        }
-    }
-
-    fn account_removal(&self, sink: &SinkQueue, size: usize) {
-        let size = size as u64;
-        sink.depth.fetch_sub(1, Ordering::Relaxed);
-        sink.bytes.fetch_sub(size, Ordering::Relaxed);
-        self.depth.fetch_sub(1, Ordering::Relaxed);
-        self.bytes.fetch_sub(size, Ordering::Relaxed);
     }
 
     /// Flushes everything (acks included) to disk. For shutdown. Blocking.
     pub fn flush_blocking(&self) -> Result<(), QueueError> {
-        commit::flush(&self.db, &self.segments, &self.dirty)?;
-        Ok(())
+        self.core.flush()
     }
 
     /// Payload segment files on disk.
     pub fn segment_files(&self) -> usize {
-        self.segments.files()
+        self.core.segments.files()
+    }
+
+    /// Makes the database fail as on a full disk (tests of the recovery paths).
+    #[cfg(test)]
+    pub(crate) fn simulate_disk_failure(&self) {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let _ = self.core.store.fail(sled::Error::Io(full));
     }
 
     /// The plugins' key-value stores, in this database: their writes are flushed by
     /// the committer.
-    pub fn kv_stores(&self) -> Result<kv::KvStores, QueueError> {
-        Ok(kv::KvStores::new(
-            self.db.open_tree(KV_TREE)?,
-            Arc::clone(&self.dirty),
-        ))
+    pub fn kv_stores(&self) -> kv::KvStores {
+        kv::KvStores::new(Arc::clone(&self.core.store), Arc::clone(&self.core.dirty))
     }
 }
 
-fn stored(key: sled::IVec, record: RecordV1) -> StoredMessage {
-    StoredMessage {
-        key,
-        id: record.id,
-        enqueued_ms: record.enqueued_ms,
-        content_type: record.content_type,
-        topic: record.topic,
-        key_: record.key,
-        headers: record.headers,
-        payload: Bytes::from(record.payload),
+impl Core {
+    /// One flush: payload segments, then sled (and its fdatasync), then the segments
+    /// that emptied before it.
+    fn flush(&self) -> Result<(), QueueError> {
+        self.dirty.store(false, Ordering::Relaxed);
+        let emptied = self.segments.emptied();
+        let result = self
+            .segments
+            .sync()
+            .map_err(QueueError::Io)
+            .and_then(|()| self.store.flush());
+        match result {
+            Ok(()) => {
+                self.segments.collect(emptied);
+                Ok(())
+            }
+            Err(e) => {
+                // Not durable: these go after a later flush.
+                self.segments.collect_later(emptied);
+                self.dirty.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn sink_of_key(&self, key: &[u8]) -> Option<&Arc<SinkQueue>> {
+        self.sinks.get(fifo::sink_name_of_key(key).as_str())
+    }
+
+    fn id(&self, seq: u64) -> MessageId {
+        MessageId {
+            epoch: self.epoch,
+            seq,
+        }
     }
 }
 
-/// The payload segment a record points at, if any.
-fn segment_of(value: &[u8]) -> Option<SegmentRef> {
-    match Envelope::decode(value) {
-        Ok(Envelope::V2(RecordV2 {
-            payload: Payload::Segment(r),
-            ..
-        })) => Some(r),
-        _ => None,
+/// The database's random epoch: the first half of every message id.
+fn epoch(trees: &store::Trees) -> Result<u64, QueueError> {
+    match trees.meta.get(EPOCH_KEY)? {
+        Some(v) if v.len() == 8 => Ok(v.as_ref().try_into().map_or(0, u64::from_be_bytes)),
+        _ => {
+            let epoch = fastrand::u64(..);
+            trees.meta.insert(EPOCH_KEY, &epoch.to_be_bytes())?;
+            Ok(epoch)
+        }
     }
-}
-
-fn sink_name_of_key(key: &[u8]) -> String {
-    let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
-    String::from_utf8_lossy(&key[..end]).into_owned()
-}
-
-fn seq_of_key(key: &[u8]) -> u64 {
-    key.len()
-        .checked_sub(8)
-        .and_then(|start| key[start..].try_into().ok())
-        .map_or(0, u64::from_be_bytes)
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
-//! Opening the sled database, and what to do when it is corrupt.
+//! Opening the sled database: finishing an interrupted compaction, removing what a
+//! failed snapshot left behind, and what to do when the database is corrupt.
 
 use std::path::{Path, PathBuf};
+
+use super::QueueError;
 
 /// How the database was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,24 +15,41 @@ pub enum Opened {
     MovedAside(PathBuf),
 }
 
+/// Where a compaction builds the new database, beside `path`.
+pub fn compact_path(path: &Path) -> PathBuf {
+    sibling(path, ".compact")
+}
+
+/// Where a compaction parks the old database while swapping, beside `path`.
+pub fn old_path(path: &Path) -> PathBuf {
+    sibling(path, ".old")
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
 /// Opens (or creates) the database at `path` with a cache of `cache_bytes`.
 ///
 /// A database that sled reports as corrupt or unsupported is renamed to
 /// `<path>.corrupt-<unix ms>` and a fresh one takes its place: an agent that cannot
 /// start is worse than one that starts empty, and nothing is thrown away.
-pub fn open(path: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), sled::Error> {
+pub fn open(path: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), QueueError> {
+    finish_compaction(path)?;
+    remove_unfinished_snapshots(path);
     let config = || {
         sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             // The group committer flushes (segments first, then sled).
             .flush_every_ms(None)
-            .mode(sled::Mode::LowSpace)
     };
     match config().open() {
         Ok(db) => Ok((db, Opened::Normal)),
         Err(e @ (sled::Error::Corruption { .. } | sled::Error::Unsupported(_))) => {
-            let aside = aside_path(path);
+            let aside = sibling(path, &format!(".corrupt-{}", crate::clock::now_ms()));
             tracing::error!(
                 error = %e,
                 db = %path.display(),
@@ -37,20 +57,50 @@ pub fn open(path: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), sled::E
                 "QUEUE DATABASE IS CORRUPT: moving it aside and starting on an empty queue; \
                  the old data is kept at the path shown"
             );
-            std::fs::rename(path, &aside)?;
+            std::fs::rename(path, &aside).map_err(QueueError::Io)?;
             Ok((config().open()?, Opened::MovedAside(aside)))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn aside_path(path: &Path) -> PathBuf {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".corrupt-{ms}"));
-    path.with_file_name(name)
+/// A snapshot sled failed to write (a full disk) is left as `snap.*.generating`, which
+/// sled then takes for corruption: it is never valid, so it goes.
+fn remove_unfinished_snapshots(path: &Path) {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing an unfinished sled snapshot");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Completes or undoes a compaction cut short by a crash (see `compact`): the copy in
+/// `.compact` is installed only if the old database already moved to `.old`.
+fn finish_compaction(path: &Path) -> Result<(), QueueError> {
+    let (compact, old) = (compact_path(path), old_path(path));
+    let io = QueueError::Io;
+    if !path.exists() && compact.exists() {
+        std::fs::rename(&compact, path).map_err(io)?;
+    }
+    if compact.exists() {
+        // The swap had not begun: the old database is whole. Payloads already moved
+        // into the copy go back.
+        let moved = compact.join("payloads");
+        if moved.exists() && !path.join("payloads").exists() {
+            std::fs::rename(&moved, path.join("payloads")).map_err(io)?;
+        }
+        std::fs::remove_dir_all(&compact).map_err(io)?;
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -83,5 +133,39 @@ mod tests {
             aside.display()
         );
         assert!(db.get(b"k").unwrap().is_none(), "fresh database");
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_is_not_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue");
+        {
+            let (db, _) = open(&path, 1 << 20).unwrap();
+            db.insert(b"k", b"v".to_vec()).unwrap();
+            db.flush().unwrap();
+        }
+        std::fs::write(path.join("snap.00000000000FFFFF.generating"), b"").unwrap();
+        let (db, opened) = open(&path, 1 << 20).unwrap();
+        assert_eq!(opened, Opened::Normal);
+        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn an_interrupted_compaction_is_finished_or_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue");
+        // Crash before the swap: payloads moved into the copy come back, the copy goes.
+        std::fs::create_dir_all(compact_path(&path).join("payloads")).unwrap();
+        std::fs::write(compact_path(&path).join("payloads/1.seg"), b"p").unwrap();
+        std::fs::create_dir_all(&path).unwrap();
+        finish_compaction(&path).unwrap();
+        assert!(path.join("payloads/1.seg").exists() && !compact_path(&path).exists());
+        // Crash in the middle of the swap: the copy is installed, the old one removed.
+        std::fs::rename(&path, old_path(&path)).unwrap();
+        std::fs::create_dir_all(compact_path(&path)).unwrap();
+        std::fs::write(compact_path(&path).join("db"), b"new").unwrap();
+        finish_compaction(&path).unwrap();
+        assert_eq!(std::fs::read(path.join("db")).unwrap(), b"new");
+        assert!(!old_path(&path).exists() && !compact_path(&path).exists());
     }
 }

@@ -10,7 +10,7 @@ use super::segments::SegmentRef;
 /// A message's stable id: the database's random epoch and the message's sequence
 /// number. Sent as `Idempotency-Key` (HTTP) or user property (MQTT v5) so receivers
 /// can de-duplicate at-least-once delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MessageId {
     pub epoch: u64,
     pub seq: u64,
@@ -19,6 +19,21 @@ pub struct MessageId {
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}{:016x}", self.epoch, self.seq)
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = String;
+
+    /// The 32 hex digits of [`MessageId`]'s `Display`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a message id (32 hex digits)");
+        if s.len() != 32 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let epoch = u64::from_str_radix(&s[..16], 16).map_err(|_| bad())?;
+        let seq = u64::from_str_radix(&s[16..], 16).map_err(|_| bad())?;
+        Ok(MessageId { epoch, seq })
     }
 }
 
@@ -32,6 +47,18 @@ pub enum Envelope {
     DeadV1(DeadLetterV1),
     /// A queued message whose payload may live in a segment file.
     V2(RecordV2),
+    /// A message its sink refused, whose payload may live in a segment file (the
+    /// dead-letter stream), with the HTTP status if there was one.
+    DeadV2(DeadLetterV2),
+}
+
+/// A dead letter, version 2: no payload copy in the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterV2 {
+    pub reason: String,
+    pub status: Option<u16>,
+    pub failed_ms: u64,
+    pub record: RecordV2,
 }
 
 /// A queued message, version 2: like V1, with the payload inline (small ones) or in a
@@ -247,6 +274,27 @@ mod tests {
         assert_eq!(d.encode()[0], 1);
     }
 
+    /// DeadV2 is frozen too.
+    #[test]
+    fn golden_bytes_dead_v2() {
+        let d = Envelope::DeadV2(DeadLetterV2 {
+            reason: "x".into(),
+            status: Some(404),
+            failed_ms: 9,
+            record: sample_v2(Payload::Inline(b"{}".to_vec())),
+        });
+        let golden: &[u8] = &[
+            3, // Envelope::DeadV2
+            1, b'x', // reason
+            1, 0x94, 0x03, // status: Some(404)
+            9,    // failed_ms
+            1, 0xac, 0x02, 5, 3, b'a', b'/', b'b', 0, 1, 1, b'k', 1, 1, b'h', 1, b'v', 0, 2, b'{',
+            b'}', // Payload::Inline
+        ];
+        assert_eq!(d.encode(), golden);
+        assert_eq!(Envelope::decode(golden).unwrap(), d);
+    }
+
     #[test]
     fn message_id_is_32_hex() {
         assert_eq!(
@@ -257,5 +305,14 @@ mod tests {
             .to_string(),
             "00000000000000ab0000000000000001"
         );
+        let id: MessageId = "00000000000000ab0000000000000001".parse().unwrap();
+        assert_eq!(
+            id,
+            MessageId {
+                epoch: 0xab,
+                seq: 1
+            }
+        );
+        assert!("xyz".parse::<MessageId>().is_err());
     }
 }

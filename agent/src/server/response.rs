@@ -84,9 +84,14 @@ impl From<PipelineError> for ApiError {
                 e.error.code(),
                 e.to_string(),
             ),
-            PipelineError::Queue(e @ QueueError::Full { .. }) => ApiError::new(
+            PipelineError::Queue(e) if e.is_out_of_space() => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "queue_full",
+                "insufficient_storage",
+                e.to_string(),
+            ),
+            PipelineError::Queue(e @ QueueError::Unavailable) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
                 e.to_string(),
             ),
             e => {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{DeliveryError, Partial, SinkState, Transport};
-use crate::config::RetryConfig;
+use super::{DeliveryError, Failure, Partial, SinkState, Transport};
+use crate::config::DeliveryConfig;
 use crate::queue::{Queue, QueueError, SinkQueue, StoredMessage};
 use crate::retry::Backoff;
 
@@ -18,7 +18,7 @@ pub(super) struct DeliveryLoop {
     pub queue: Arc<Queue>,
     pub fifo: Arc<SinkQueue>,
     pub state: Arc<SinkState>,
-    pub retry: RetryConfig,
+    pub policy: DeliveryConfig,
     /// Messages read from the queue per pass.
     pub peek: usize,
     pub shutdown: watch::Receiver<bool>,
@@ -28,17 +28,27 @@ pub(super) struct DeliveryLoop {
 #[derive(Debug)]
 enum Outcome {
     Acked,
+    /// Older than `max_age` when its turn came: dropped, counted.
+    Expired,
+    /// Refused by the sink, or given up after `max_attempts`: a dead letter.
     Refused(DeliveryError),
+}
+
+/// Failed attempts at the head of the FIFO, for `max_attempts`.
+#[derive(Default)]
+struct Attempts {
+    id: Option<crate::queue::record::MessageId>,
+    failed: u32,
 }
 
 impl DeliveryLoop {
     /// Delivers the sink's FIFO in order, forever: wait for messages, hand the head to
-    /// the transport in batches of its choosing until each message is acknowledged or
-    /// refused, retrying with backoff in between, then delete (or dead-letter) them.
-    /// Stops at shutdown; messages in flight then stay queued and are delivered again
-    /// after the restart (at-least-once).
+    /// the transport in batches of its choosing until each message is acknowledged,
+    /// refused or given up, retrying with backoff in between, then delete (or
+    /// dead-letter) them. Stops at shutdown; messages in flight then stay queued and
+    /// are delivered again after the restart (at-least-once).
     pub async fn run<T: Transport>(mut self, transport: T) {
-        let mut backoff = Backoff::new(&self.retry);
+        let mut backoff = Backoff::new(&self.policy.retry);
         while !*self.shutdown.borrow() {
             let batch = match self.next_batch().await {
                 Ok(Some(batch)) => batch,
@@ -55,16 +65,31 @@ impl DeliveryLoop {
             self.state.set_in_flight(batch.len() as u64);
             let outcomes = self.deliver(&transport, &batch, &mut backoff).await;
             self.state.set_in_flight(0);
-            self.settle(batch, outcomes).await;
+            if !self.settle(&batch, &outcomes).await {
+                break;
+            }
         }
     }
 
-    /// The head of the FIFO; `None` after waiting for messages (or shutdown).
+    /// The head of the FIFO; `None` after waiting for messages (or shutdown). Records
+    /// that cannot be read are parked as dead letters first.
     async fn next_batch(&mut self) -> Result<Option<Vec<StoredMessage>>, QueueError> {
         let (queue, fifo, max) = (Arc::clone(&self.queue), Arc::clone(&self.fifo), self.peek);
-        let batch = tokio::task::spawn_blocking(move || queue.peek(&fifo, max)).await??;
-        if !batch.is_empty() {
-            return Ok(Some(batch));
+        let peeked = tokio::task::spawn_blocking(move || {
+            let peeked = queue.peek(&fifo, max)?;
+            for bad in &peeked.unreadable {
+                tracing::error!(sink = %fifo.name, error = %bad.error,
+                    "unreadable queue record: moved to the dead letters");
+                queue.park_unreadable(&fifo, bad)?;
+            }
+            Ok::<_, QueueError>(peeked)
+        })
+        .await??;
+        if !peeked.messages.is_empty() {
+            return Ok(Some(peeked.messages));
+        }
+        if !peeked.unreadable.is_empty() {
+            return Ok(None);
         }
         tokio::select! {
             _ = self.fifo.wait_for_messages() => {}
@@ -73,9 +98,9 @@ impl DeliveryLoop {
         Ok(None)
     }
 
-    /// Hands `batch` to the transport until every message is acknowledged or refused,
-    /// backing off after transient failures. Returns the fate of each message settled
-    /// (all of them, unless shutdown came first), in order.
+    /// Hands `batch` to the transport until every message is acknowledged, expired or
+    /// refused, backing off after transient failures. Returns the fate of each message
+    /// settled (all of them, unless shutdown came first), in order.
     async fn deliver<T: Transport>(
         &mut self,
         transport: &T,
@@ -83,11 +108,16 @@ impl DeliveryLoop {
         backoff: &mut Backoff,
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut attempts = Attempts::default();
         // After a batch of several was refused: how many to send one by one, so that only
         // the refused message is dead-lettered.
         let mut isolate = 0usize;
         while outcomes.len() < batch.len() {
             let head = &batch[outcomes.len()..];
+            if self.expired(&head[0]) {
+                outcomes.push(Outcome::Expired);
+                continue;
+            }
             let n = if isolate > 0 {
                 1
             } else {
@@ -107,25 +137,19 @@ impl DeliveryLoop {
                 outcomes.extend((0..acked).map(|_| Outcome::Acked));
                 isolate = isolate.saturating_sub(acked);
             }
-            match error {
-                None => {}
-                Some(DeliveryError::Permanent(reason)) if n - acked > 1 => {
-                    tracing::info!(sink = %self.fifo.name, %reason, messages = n - acked,
-                        "batch refused: sending its messages one by one");
-                    isolate = n - acked;
-                }
-                Some(error @ DeliveryError::Permanent(_)) => {
-                    tracing::warn!(sink = %self.fifo.name, id = %head[acked].id, reason = %error,
-                        "message refused by the sink: moved to the dead-letter tree");
-                    self.state.refused(&error);
+            let Some(error) = error else { continue };
+            let failing = &head[acked];
+            match self.judge(error, failing, n - acked, &mut attempts) {
+                Judged::Isolate(k) => isolate = k,
+                Judged::Refused(error) => {
                     outcomes.push(Outcome::Refused(error));
                     isolate = isolate.saturating_sub(1);
                 }
-                Some(DeliveryError::Transient(reason)) => {
+                Judged::Retry => {
                     let delay = backoff.next_delay();
-                    tracing::warn!(sink = %self.fifo.name, %reason, retry_in = ?delay,
-                        attempt = backoff.attempts(), "delivery failed");
-                    self.state.failed(&reason);
+                    tracing::warn!(sink = %self.fifo.name, retry_in = ?delay,
+                        attempt = backoff.attempts(), last_error = ?self.state.last_error(),
+                        "delivery failed");
                     if self.pause(delay).await {
                         break;
                     }
@@ -135,29 +159,123 @@ impl DeliveryLoop {
         outcomes
     }
 
-    /// Deletes acknowledged messages and dead-letters refused ones (`outcomes[i]` for
-    /// `batch[i]`), off the reactor.
-    async fn settle(&self, batch: Vec<StoredMessage>, outcomes: Vec<Outcome>) {
-        if outcomes.is_empty() {
-            return;
-        }
-        let (queue, fifo) = (Arc::clone(&self.queue), Arc::clone(&self.fifo));
-        let result = tokio::task::spawn_blocking(move || {
-            for (m, outcome) in batch.iter().zip(outcomes) {
-                match outcome {
-                    Outcome::Acked => queue.ack(&fifo, m)?,
-                    Outcome::Refused(error) => queue.dead_letter(&fifo, m, error.failure())?,
+    /// What a failed attempt at `failing` (with `unsettled` messages from it on in the
+    /// call) means: isolate the batch's culprit, dead-letter it, or retry.
+    fn judge(
+        &self,
+        error: DeliveryError,
+        failing: &StoredMessage,
+        unsettled: usize,
+        attempts: &mut Attempts,
+    ) -> Judged {
+        match error {
+            DeliveryError::Permanent(reason) if unsettled > 1 => {
+                tracing::info!(sink = %self.fifo.name, %reason, messages = unsettled,
+                    "batch refused: sending its messages one by one");
+                Judged::Isolate(unsettled)
+            }
+            error @ DeliveryError::Permanent(_) => self.refuse(failing, error),
+            DeliveryError::Transient(reason) => {
+                self.state.failed(&reason);
+                if attempts.id != Some(failing.id) {
+                    *attempts = Attempts {
+                        id: Some(failing.id),
+                        failed: 0,
+                    };
+                }
+                attempts.failed += 1;
+                match self.policy.max_attempts {
+                    Some(max) if attempts.failed >= max.get() => {
+                        let given_up = Failure::GaveUp {
+                            attempts: attempts.failed,
+                            last: Box::new(reason),
+                        };
+                        self.refuse(failing, DeliveryError::Permanent(given_up))
+                    }
+                    _ => Judged::Retry,
                 }
             }
-            Ok::<_, QueueError>(())
-        })
-        .await
-        .map_err(QueueError::from)
-        .and_then(|r| r);
-        if let Err(e) = result {
-            // The messages stay queued and are delivered again: at-least-once.
-            tracing::error!(sink = %self.fifo.name, error = %e, "cannot delete delivered messages");
         }
+    }
+
+    fn refuse(&self, message: &StoredMessage, error: DeliveryError) -> Judged {
+        tracing::warn!(sink = %self.fifo.name, id = %message.id, reason = %error,
+            "message moved to the dead letters");
+        self.state.refused(&error);
+        Judged::Refused(error)
+    }
+
+    /// Whether `message` is older than `max_age`.
+    fn expired(&self, message: &StoredMessage) -> bool {
+        self.policy.max_age.is_some_and(|max| {
+            let age = crate::clock::now_ms().saturating_sub(message.enqueued_ms);
+            Duration::from_millis(age) > max
+        })
+    }
+
+    /// Deletes acknowledged and expired messages and dead-letters refused ones
+    /// (`outcomes[i]` for `batch[i]`), off the reactor. If the queue cannot take the
+    /// deletes (its storage fails), backs off and tries again — without sending the
+    /// messages again meanwhile. Returns false if shutdown came first.
+    async fn settle(&mut self, batch: &[StoredMessage], outcomes: &[Outcome]) -> bool {
+        if outcomes.is_empty() {
+            return true;
+        }
+        let mut backoff = Backoff::new(&self.policy.retry);
+        loop {
+            match self.settle_once(batch, outcomes).await {
+                Ok(expired) => {
+                    if expired > 0 {
+                        self.state.expired(expired);
+                        tracing::warn!(sink = %self.fifo.name, expired, max_age = ?self.policy.max_age,
+                            "messages older than max_age dropped");
+                    }
+                    if self.state.unstalled() {
+                        tracing::info!(sink = %self.fifo.name, "delivered messages are deleted again");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    if self.state.stalled(&e) {
+                        tracing::error!(sink = %self.fifo.name, error = %e,
+                            "cannot delete delivered messages: retrying, not resending");
+                    }
+                    if self.pause(backoff.next_delay()).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One try at [`DeliveryLoop::settle`]. Returns how many messages expired.
+    async fn settle_once(
+        &self,
+        batch: &[StoredMessage],
+        outcomes: &[Outcome],
+    ) -> Result<usize, QueueError> {
+        let (queue, fifo) = (Arc::clone(&self.queue), Arc::clone(&self.fifo));
+        let work: Vec<(StoredMessage, Settle)> = batch
+            .iter()
+            .zip(outcomes)
+            .map(|(m, o)| (m.clone(), Settle::from(o)))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut expired = 0;
+            for (m, settle) in &work {
+                match settle {
+                    Settle::Delete { expired: e } => {
+                        queue.ack(&fifo, m)?;
+                        expired += usize::from(*e);
+                    }
+                    Settle::Dead { reason, status } => {
+                        queue.dead_letter(&fifo, m, reason, *status)?
+                    }
+                }
+            }
+            Ok(expired)
+        })
+        .await?
     }
 
     /// Sleeps for `delay`; true if shutdown came first.
@@ -165,6 +283,33 @@ impl DeliveryLoop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => *self.shutdown.borrow(),
             _ = self.shutdown.changed() => true,
+        }
+    }
+}
+
+/// What a failed attempt means for the batch.
+enum Judged {
+    /// Send this many one by one.
+    Isolate(usize),
+    Refused(DeliveryError),
+    Retry,
+}
+
+/// The queue operation an outcome needs (owned, for the blocking task).
+enum Settle {
+    Delete { expired: bool },
+    Dead { reason: String, status: Option<u16> },
+}
+
+impl From<&Outcome> for Settle {
+    fn from(o: &Outcome) -> Self {
+        match o {
+            Outcome::Acked => Settle::Delete { expired: false },
+            Outcome::Expired => Settle::Delete { expired: true },
+            Outcome::Refused(e) => Settle::Dead {
+                reason: e.to_string(),
+                status: e.failure().status_code(),
+            },
         }
     }
 }

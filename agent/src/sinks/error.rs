@@ -60,6 +60,9 @@ pub enum Failure {
     ShuttingDown,
     #[error("no acknowledgement within {0:?}; reconnecting")]
     AckTimeout(Duration),
+    /// `max_attempts` failed attempts: the message is given up (dead-lettered).
+    #[error("gave up after {attempts} attempts (max_attempts); last error: {last}")]
+    GaveUp { attempts: u32, last: Box<Failure> },
 }
 
 impl Failure {
@@ -67,6 +70,7 @@ impl Failure {
     pub fn status_code(&self) -> Option<u16> {
         match self {
             Failure::Status { status, .. } => Some(status.as_u16()),
+            Failure::GaveUp { last, .. } => last.status_code(),
             _ => None,
         }
     }

@@ -70,7 +70,7 @@ impl Sinks {
                 queue: Arc::clone(queue),
                 fifo: Arc::clone(fifo),
                 state: Arc::clone(&state),
-                retry: sink.delivery.retry,
+                policy: sink.delivery.clone(),
                 peek: sink.max_batch().max(delivery::BATCH),
                 shutdown: shutdown.clone(),
             };

@@ -13,6 +13,9 @@ pub enum SinkStatus {
     Connected = 1,
     /// The last attempt failed; the loop is backing off.
     Disconnected = 2,
+    /// Delivered messages cannot be deleted from the queue (its storage fails); the
+    /// loop backs off and retries the deletes before sending anything else.
+    Stalled = 3,
 }
 
 impl SinkStatus {
@@ -21,6 +24,7 @@ impl SinkStatus {
             SinkStatus::Idle => "idle",
             SinkStatus::Connected => "connected",
             SinkStatus::Disconnected => "disconnected",
+            SinkStatus::Stalled => "stalled",
         }
     }
 }
@@ -33,6 +37,7 @@ pub struct SinkState {
     status: AtomicU8,
     delivered: AtomicU64,
     failures: AtomicU64,
+    expired: AtomicU64,
     in_flight: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -45,6 +50,7 @@ impl SinkState {
             status: AtomicU8::new(SinkStatus::Idle as u8),
             delivered: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
@@ -54,6 +60,7 @@ impl SinkState {
         match self.status.load(Ordering::Relaxed) {
             1 => SinkStatus::Connected,
             2 => SinkStatus::Disconnected,
+            3 => SinkStatus::Stalled,
             _ => SinkStatus::Idle,
         }
     }
@@ -91,6 +98,33 @@ impl SinkState {
         self.set_last_error(reason);
     }
 
+    /// Messages dropped because they were older than `max_age`.
+    pub(super) fn expired(&self, n: usize) {
+        self.expired.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Delivered messages could not be deleted. Returns whether this is news (the
+    /// state changed), so it is logged once, not per attempt.
+    pub(super) fn stalled(&self, reason: &dyn std::fmt::Display) -> bool {
+        self.set_last_error(reason);
+        let was = self
+            .status
+            .swap(SinkStatus::Stalled as u8, Ordering::Relaxed);
+        was != SinkStatus::Stalled as u8
+    }
+
+    /// Deletes work again. Returns whether the sink was stalled.
+    pub(super) fn unstalled(&self) -> bool {
+        self.status
+            .compare_exchange(
+                SinkStatus::Stalled as u8,
+                SinkStatus::Connected as u8,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     fn set_last_error(&self, reason: &dyn std::fmt::Display) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
     }
@@ -104,6 +138,9 @@ impl SinkState {
     }
     pub fn failures_total(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+    pub fn expired_total(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
     }
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)

@@ -26,6 +26,7 @@ fn main() {
         "mqtt-window",
         "steady",
         "backlog",
+        "disk",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -47,6 +48,7 @@ fn main() {
             "mqtt-window" => mqtt_window(),
             "steady" => steady(),
             "backlog" => backlog(),
+            "disk" => disk_bounded(),
             other => eprintln!("unknown scenario {other}; known: {all:?}"),
         }
     }
@@ -706,6 +708,82 @@ fn backlog() {
             "{idle_rss:.1} / {backlog_rss:.1} / {:.1} MB",
             agent.peak_rss_mb()
         ),
+    );
+    r.print();
+    agent.stop();
+}
+
+/// Samples the largest size `dir` reaches until `stop` is set.
+fn watch_dir(dir: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(Ordering::Relaxed) {
+            peak = peak.max(dir_bytes(&dir));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        peak
+    })
+}
+
+/// The data dir stays bounded over time: 5,000,000 events of ~1 KB in and out with the
+/// sink up (requests of 100), then a 1,000,000-event backlog in requests of 10 (100,000
+/// queue records) drained; sizes at the peak, after each phase, and after the
+/// queue's compaction had its chance (it looks every 30 s).
+fn disk_bounded() {
+    let tally = Arc::new(Tally::default());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/in");
+    let agent = Agent::start(&http_sink_config(&url));
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = watch_dir(agent.data.clone(), Arc::clone(&stop));
+    let mut r = Report::new("disk: the data dir over millions of events");
+    http_receiver_on(SocketAddr::from(([127, 0, 0, 1], port)), tally.clone());
+    let churn = Arc::new(body(100, 1024));
+    let (accepted, _, took) = drive_load(agent.addr, 8, 50_000, 0, &churn);
+    tally.wait(accepted, Duration::from_secs(1200));
+    std::thread::sleep(Duration::from_secs(2));
+    r.add(
+        "5M events in and out (sink up)",
+        format!("{:.0} s", took.as_secs_f64()),
+    );
+    r.add(
+        "  data dir after",
+        format!("{:.1} MB", dir_bytes(&agent.data) as f64 / 1e6),
+    );
+    stop.store(true, Ordering::Relaxed);
+    r.add(
+        "  data dir peak",
+        format!("{:.1} MB", peak.join().unwrap() as f64 / 1e6),
+    );
+
+    agent.stop();
+
+    // A backlog with the sink down (nothing listens on its port), then the drain.
+    let port = free_port();
+    let agent = Agent::start(&http_sink_config(&format!("http://127.0.0.1:{port}/in")));
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = watch_dir(agent.data.clone(), Arc::clone(&stop));
+    drive_load(agent.addr, 8, 100_000, 0, &Arc::new(body(10, 1024)));
+    let mb = |dir: &Path| format!("{:.1} MB", dir_bytes(dir) as f64 / 1e6);
+    r.add("1M-event backlog (100,000 records)", mb(&agent.data));
+    let backlog_tally = Arc::new(Tally::default());
+    http_receiver_on(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        backlog_tally.clone(),
+    );
+    backlog_tally.wait(100_000, Duration::from_secs(1200));
+    std::thread::sleep(Duration::from_secs(2));
+    r.add("  data dir after the drain", mb(&agent.data));
+    std::thread::sleep(Duration::from_secs(35));
+    r.add("  … 35 s later (compaction)", mb(&agent.data));
+    stop.store(true, Ordering::Relaxed);
+    r.add(
+        "  data dir peak",
+        format!("{:.1} MB", peak.join().unwrap() as f64 / 1e6),
+    );
+    r.add(
+        "queue reopens (compactions)",
+        agent.health()["storage"]["reopens"].clone(),
     );
     r.print();
     agent.stop();

@@ -17,6 +17,8 @@ struct Scripted {
     batch_len: usize,
     answers: Mutex<VecDeque<Result<(), (usize, bool)>>>,
     calls: Arc<Mutex<Vec<Vec<String>>>>,
+    /// Run on every call (e.g. to break the queue's storage meanwhile).
+    on_call: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Transport for Scripted {
@@ -30,6 +32,9 @@ impl Transport for Scripted {
             .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
             .collect();
         self.calls.lock().unwrap().push(payloads);
+        if let Some(f) = &self.on_call {
+            f();
+        }
         let failure =
             || Failure::ConnectionLost(Arc::new(crate::mqtt::SessionError::ProtocolMismatch));
         match self.answers.lock().unwrap().pop_front().unwrap_or(Ok(())) {
@@ -46,30 +51,49 @@ impl Transport for Scripted {
     }
 }
 
-/// Queues `payloads` for sink `s`, runs the loop with `transport` until the FIFO is
-/// empty, and returns the calls made and the dead-lettered payloads.
-async fn drive(
+/// What a run of the loop saw: the calls made, the dead-lettered payloads, the sink.
+struct Run {
+    calls: Vec<Vec<String>>,
+    dead: Vec<String>,
+    state: Arc<SinkState>,
+}
+
+/// Queues `payloads` for sink `s`, runs the loop with a scripted transport until the
+/// FIFO is empty, and returns what happened. `setup` may change the policy and hook
+/// the transport (given the queue).
+async fn drive_with(
     payloads: &[&str],
     batch_len: usize,
     answers: Vec<Result<(), (usize, bool)>>,
-) -> (Vec<Vec<String>>, Vec<String>) {
+    setup: impl FnOnce(&mut DeliveryConfig, &Arc<Queue>) -> Option<Box<dyn Fn() + Send + Sync>>,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let queue = Arc::new(Queue::open(dir.path(), &QueueConfig::default(), ["s"]).unwrap());
+    let config = QueueConfig {
+        min_free_bytes: Some(0),
+        ..QueueConfig::default()
+    };
+    let queue = Arc::new(Queue::open(dir.path(), &config, ["s"]).unwrap());
     let messages: Vec<Message> = payloads.iter().map(|p| Message::text("s", *p)).collect();
     let inserted = queue.insert(&messages).unwrap();
     queue.commit(inserted).await.unwrap();
 
-    let (stop, shutdown) = watch::channel(false);
-    let fifo = Arc::clone(queue.sink("s").unwrap());
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let looper = DeliveryLoop {
-        queue: Arc::clone(&queue),
-        fifo: Arc::clone(&fifo),
-        state: Arc::new(SinkState::new("s", "test")),
-        retry: RetryConfig {
+    let mut policy = DeliveryConfig {
+        retry: crate::config::RetryConfig {
             initial: Duration::from_millis(1),
             max: Duration::from_millis(2),
         },
+        ..DeliveryConfig::default()
+    };
+    let on_call = setup(&mut policy, &queue);
+    let (stop, shutdown) = watch::channel(false);
+    let fifo = Arc::clone(queue.sink("s").unwrap());
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let state = Arc::new(SinkState::new("s", "test"));
+    let looper = DeliveryLoop {
+        queue: Arc::clone(&queue),
+        fifo: Arc::clone(&fifo),
+        state: Arc::clone(&state),
+        policy,
         peek: BATCH,
         shutdown,
     };
@@ -77,9 +101,10 @@ async fn drive(
         batch_len,
         answers: Mutex::new(answers.into()),
         calls: Arc::clone(&calls),
+        on_call,
     };
     let task = tokio::spawn(looper.run(transport));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while fifo.depth() > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -90,13 +115,22 @@ async fn drive(
     stop.send(true).unwrap();
     task.await.unwrap();
     let dead = queue
-        .dead_letters(&fifo, 10)
+        .dead_letters(&crate::queue::DeadSelection::default(), 10, true)
         .unwrap()
         .into_iter()
-        .map(|d| String::from_utf8_lossy(&d.record.payload).into_owned())
+        .map(|d| String::from_utf8_lossy(&d.payload.unwrap()).into_owned())
         .collect();
     let calls = calls.lock().unwrap().clone();
-    (calls, dead)
+    Run { calls, dead, state }
+}
+
+async fn drive(
+    payloads: &[&str],
+    batch_len: usize,
+    answers: Vec<Result<(), (usize, bool)>>,
+) -> (Vec<Vec<String>>, Vec<String>) {
+    let run = drive_with(payloads, batch_len, answers, |_, _| None).await;
+    (run.calls, run.dead)
 }
 
 fn strs(calls: &[&[&str]]) -> Vec<Vec<String>> {
@@ -137,4 +171,54 @@ async fn a_single_refused_message_is_dead_lettered_and_the_fifo_moves_on() {
     let (calls, dead) = drive(&["a", "b"], 1, vec![Err((0, true))]).await;
     assert_eq!(calls, strs(&[&["a"], &["b"]]));
     assert_eq!(dead, ["a"]);
+}
+
+#[tokio::test]
+async fn a_message_failing_max_attempts_times_is_dead_lettered_and_the_fifo_moves_on() {
+    let answers = vec![Err((0, false)), Err((0, false)), Err((0, false))];
+    let run = drive_with(&["poison", "next"], 1, answers, |policy, _| {
+        policy.max_attempts = std::num::NonZeroU32::new(3);
+        None
+    })
+    .await;
+    assert_eq!(
+        run.calls,
+        strs(&[&["poison"], &["poison"], &["poison"], &["next"]])
+    );
+    assert_eq!(run.dead, ["poison"]);
+}
+
+#[tokio::test]
+async fn messages_older_than_max_age_are_dropped_and_counted() {
+    let run = drive_with(&["old", "older"], 1, vec![], |policy, _| {
+        policy.max_age = Some(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5)); // both queued 5 ms ago
+        None
+    })
+    .await;
+    assert!(
+        run.calls.is_empty(),
+        "expired messages are not sent: {:?}",
+        run.calls
+    );
+    assert_eq!(run.state.expired_total(), 2);
+    assert!(run.dead.is_empty());
+}
+
+#[tokio::test]
+async fn deletes_that_fail_are_retried_without_sending_the_messages_again() {
+    let run = drive_with(&["a", "b"], 2, vec![], |_, queue| {
+        let queue = Arc::clone(queue);
+        // The storage fails while the batch is out; the committer's maintenance
+        // reopens the database a moment later, and the deletes go through.
+        Some(Box::new(move || queue.simulate_disk_failure()))
+    })
+    .await;
+    assert_eq!(
+        run.calls,
+        strs(&[&["a", "b"]]),
+        "delivered once, never resent"
+    );
+    assert_eq!(run.state.status(), crate::sinks::SinkStatus::Connected);
+    assert!(run.state.last_error().unwrap().contains("failed"));
 }

@@ -1,0 +1,166 @@
+//! What may be written: the `max_bytes` cap (against what the queue occupies on disk,
+//! see `write::Core::usage`) with its `when_full` policy, and a reserve of free space on
+//! the data dir's filesystem (`min_free_bytes`) below which new work is refused, so that
+//! acknowledgements, compaction and segment deletion always find room.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use super::disk::{self, FsSpace};
+use super::QueueError;
+use crate::config::{QueueConfig, WhenFull};
+
+/// The storage state shown by health and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageState {
+    Ok,
+    /// Free space under twice the reserve, or the queue over 90 % of `max_bytes`.
+    Low,
+    /// New work is refused (507): free space under the reserve, or work was refused
+    /// for lack of room a moment ago (disk, or `max_bytes` under `when_full = "reject"`).
+    Full,
+    /// The database failed on a write (a full disk) and waits for room to reopen.
+    Failed,
+}
+
+impl StorageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageState::Ok => "ok",
+            StorageState::Low => "low",
+            StorageState::Full => "full",
+            StorageState::Failed => "failed",
+        }
+    }
+}
+
+/// Storage figures for health and metrics.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StorageStatus {
+    pub state: StorageState,
+    /// Free bytes on the data dir's filesystem (for an unprivileged writer).
+    pub free_bytes: u64,
+    /// Bytes kept free (`queue.min_free_bytes`).
+    pub reserve_bytes: u64,
+    /// What the queue counts against `max_bytes`.
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+    /// The queue's files on disk: sled's and the payload segments.
+    pub disk_bytes: u64,
+    /// Times the database was reopened (after a failure, or by compaction).
+    pub reopens: u64,
+}
+
+/// The admission rules of one queue.
+pub struct Admission {
+    dir: PathBuf,
+    max_bytes: u64,
+    when_full: WhenFull,
+    reserve: u64,
+    segment_bytes: u64,
+    /// Serialises the capacity check with the insert, so concurrent requests cannot
+    /// overshoot `max_bytes` together. Held only for in-memory sled operations.
+    lock: Mutex<()>,
+    /// When work was last refused for lack of room, in Unix ms (0: not lately); the
+    /// state stays `Full` a moment after.
+    refused_at_ms: AtomicU64,
+}
+
+/// How long a refusal keeps the state `Full` (free space hovers around the reserve).
+const FULL_HOLD_MS: u64 = 5_000;
+
+impl Admission {
+    /// Reads the data dir's filesystem for the default reserve and the segment size.
+    pub fn new(config: &QueueConfig, data_dir: &Path) -> std::io::Result<Admission> {
+        let space = disk::fs_space(data_dir)?;
+        // A segment is the unit in which disk space comes back: small against the cap
+        // and the filesystem, so that draining frees space early.
+        let basis = config.max_bytes.min(space.total.max(1));
+        Ok(Admission {
+            dir: data_dir.to_owned(),
+            max_bytes: config.max_bytes,
+            when_full: config.when_full,
+            reserve: config
+                .min_free_bytes
+                .unwrap_or_else(|| disk::default_reserve(space)),
+            segment_bytes: (basis / 32).clamp(256 << 10, 64 << 20),
+            lock: Mutex::new(()),
+            refused_at_ms: AtomicU64::new(0),
+        })
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// Whether the policy makes room by dropping the oldest messages.
+    pub fn drop_oldest(&self) -> bool {
+        self.when_full == WhenFull::DropOldest
+    }
+
+    /// Held while checking the cap and inserting.
+    pub fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The filesystem now, if it can be read.
+    pub fn space(&self) -> Option<FsSpace> {
+        disk::fs_space(&self.dir).ok()
+    }
+
+    /// Refuses `needed` more bytes if they would eat into the reserve.
+    pub fn check_disk(&self, needed: u64) -> Result<(), QueueError> {
+        match self.space() {
+            Some(space) if space.available < self.reserve.saturating_add(needed) => {
+                self.refused();
+                Err(QueueError::DiskFull {
+                    available: space.available,
+                    reserve: self.reserve,
+                })
+            }
+            // Unreadable: the write itself will tell.
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes that work was refused for lack of room (disk or cap).
+    pub fn refused(&self) {
+        self.refused_at_ms
+            .store(crate::clock::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Notes that work was accepted again: room is back.
+    pub fn accepted(&self) {
+        if self.refused_at_ms.load(Ordering::Relaxed) != 0 {
+            self.refused_at_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The state for `used` bytes against the cap and the filesystem's free space.
+    pub fn state(&self, used: u64, free: u64, failed: bool) -> StorageState {
+        let refused = self.refused_at_ms.load(Ordering::Relaxed);
+        let refusing =
+            refused != 0 && crate::clock::now_ms().saturating_sub(refused) < FULL_HOLD_MS;
+        if failed {
+            StorageState::Failed
+        } else if free < self.reserve || refusing {
+            StorageState::Full
+        } else if free < self.reserve.saturating_mul(2) || used > self.max_bytes / 10 * 9 {
+            StorageState::Low
+        } else {
+            StorageState::Ok
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Dead letters: messages a sink refused for good, kept (never silently dropped) until
+//! an operator replays them into their sink's FIFO or purges them.
+//!
+//! A dead letter's record moves from the pending tree to the dead tree under the same
+//! key, atomically. Its payload is copied once into the dead-letter segment stream
+//! (not into sled, which would keep it in memory and turn large values into separate
+//! blob files), so the sink's own segments can still be deleted as it drains.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::read::{segment_of, Unreadable};
+use super::record::{DeadLetterV1, DeadLetterV2, Envelope, MessageId, Payload, RecordV1, RecordV2};
+use super::store::Trees;
+use super::write::{Size, INLINE_MAX};
+use super::{Core, Queue, QueueError, SinkQueue, StoredMessage};
+
+/// The segment stream of dead-letter payloads (not a valid sink name).
+const DEAD_STREAM: &str = "\0dead-letters";
+
+/// A dead letter as the operator API shows it.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: MessageId,
+    pub sink: String,
+    pub enqueued_ms: u64,
+    pub failed_ms: u64,
+    pub reason: String,
+    /// The receiver's HTTP status, if it answered with one.
+    pub status: Option<u16>,
+    pub content_type: String,
+    pub size: u64,
+    /// The payload, when asked for (and readable).
+    pub payload: Option<Bytes>,
+}
+
+/// Which dead letters an operation takes: all, one sink's, and/or given ids.
+#[derive(Debug, Clone, Default)]
+pub struct DeadSelection {
+    pub sink: Option<String>,
+    pub ids: Option<BTreeSet<MessageId>>,
+}
+
+/// One record of the dead tree, decoded.
+struct Entry {
+    key: sled::IVec,
+    sink: String,
+    failed_ms: u64,
+    reason: String,
+    status: Option<u16>,
+    record: RecordV2,
+}
+
+impl Queue {
+    /// The sink refused `message` for good: move it to the dead letters, atomically.
+    pub fn dead_letter(
+        &self,
+        sink: &SinkQueue,
+        message: &StoredMessage,
+        reason: impl std::fmt::Display,
+        status: Option<u16>,
+    ) -> Result<(), QueueError> {
+        let core = &self.core;
+        core.store.writable()?;
+        let trees = core.store.trees()?;
+        let payload = if message.payload.len() > INLINE_MAX {
+            let r = core
+                .segments
+                .append(DEAD_STREAM, &message.payload)
+                .map_err(QueueError::Segment)?;
+            Payload::Segment(r)
+        } else {
+            Payload::Inline(message.payload.to_vec())
+        };
+        let record = Envelope::DeadV2(DeadLetterV2 {
+            reason: reason.to_string(),
+            status,
+            failed_ms: crate::clock::now_ms(),
+            record: RecordV2 {
+                id: message.id,
+                enqueued_ms: message.enqueued_ms,
+                content_type: message.content_type.clone(),
+                topic: message.topic.clone(),
+                key: message.key_.clone(),
+                headers: message.headers.clone(),
+                payload,
+            },
+        })
+        .encode();
+        let key = message.key.as_ref();
+        let moved = core
+            .store
+            .move_record((&trees.pending, key), (&trees.dead, key), &record);
+        match moved {
+            Ok(removed) => core.settle_move(sink, key, removed, &record),
+            Err(e) => {
+                if let Some(r) = segment_of(&record) {
+                    let _ = core.segments.release(&r);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a record that cannot be read out of the FIFO into the dead letters, as it
+    /// is, so it never wedges the sink.
+    pub fn park_unreadable(
+        &self,
+        sink: &SinkQueue,
+        unreadable: &Unreadable,
+    ) -> Result<(), QueueError> {
+        let core = &self.core;
+        let trees = core.store.trees()?;
+        let Some(value) = trees.pending.get(&unreadable.key)? else {
+            return Ok(());
+        };
+        let key = unreadable.key.as_ref();
+        let removed = core
+            .store
+            .move_record((&trees.pending, key), (&trees.dead, key), &value)?;
+        core.settle_move(sink, key, removed, &value);
+        Ok(())
+    }
+
+    /// Dead letters, oldest first per sink, at most `limit`.
+    pub fn dead_letters(
+        &self,
+        selection: &DeadSelection,
+        limit: usize,
+        with_payload: bool,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let trees = self.core.store.trees()?;
+        let entries = self.core.dead_entries(&trees, selection, limit)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| self.core.view(e, with_payload))
+            .collect())
+    }
+
+    /// Puts the selected dead letters back at the tail of their sinks' FIFOs, with
+    /// their ids (receivers still see one message), and makes that durable. Dead
+    /// letters of sinks no longer configured stay. Blocking. Returns how many moved.
+    pub fn replay_dead(&self, selection: &DeadSelection) -> Result<usize, QueueError> {
+        let core = &self.core;
+        let mut replayed = Vec::new();
+        {
+            let trees = core.store.trees()?;
+            for entry in core.dead_entries(&trees, selection, usize::MAX)? {
+                if let Some(sink) = core.sinks.get(&entry.sink) {
+                    core.replay_one(&trees, sink, entry)?;
+                    replayed.push(Arc::clone(sink));
+                }
+            }
+        }
+        core.flush()?;
+        for sink in &replayed {
+            sink.notify();
+        }
+        Ok(replayed.len())
+    }
+
+    /// Deletes the selected dead letters. Blocking. Returns how many went.
+    pub fn purge_dead(&self, selection: &DeadSelection) -> Result<usize, QueueError> {
+        let core = &self.core;
+        let trees = core.store.trees()?;
+        let entries = core.dead_entries(&trees, selection, usize::MAX)?;
+        for entry in &entries {
+            if let Some(old) = core.store.check(trees.dead.remove(&entry.key))? {
+                core.forget_dead(&entry.key, &old, &entry.sink);
+            }
+        }
+        core.flush()?;
+        Ok(entries.len())
+    }
+}
+
+impl Core {
+    /// Counters after a pending record `removed` became the dead record `dead`.
+    fn settle_move(&self, sink: &SinkQueue, key: &[u8], removed: Option<sled::IVec>, dead: &[u8]) {
+        if let Some(old) = removed {
+            let size = self.release(key.len(), &old);
+            self.account(sink, size, false);
+        }
+        self.index_charge.fetch_add(
+            Size::of(key.len(), dead.len(), 0).index,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        sink.dead_added(1);
+    }
+
+    /// Counters after the dead record `old` under `key` was deleted.
+    fn forget_dead(&self, key: &[u8], old: &[u8], sink: &str) {
+        let size = self.release(key.len(), old);
+        self.index_charge
+            .fetch_sub(size.index, std::sync::atomic::Ordering::Relaxed);
+        if let Some(s) = self.sinks.get(sink) {
+            s.dead_removed(1);
+        }
+    }
+
+    fn replay_one(
+        &self,
+        trees: &Trees,
+        sink: &Arc<SinkQueue>,
+        entry: Entry,
+    ) -> Result<(), QueueError> {
+        let mut record = entry.record;
+        let payload = match std::mem::replace(&mut record.payload, Payload::Inline(Vec::new())) {
+            Payload::Segment(r) if r.len as usize > INLINE_MAX => Payload::Segment(
+                self.segments
+                    .append(
+                        sink.name.as_str(),
+                        &self.segments.read(&r).map_err(QueueError::Segment)?,
+                    )
+                    .map_err(QueueError::Segment)?,
+            ),
+            Payload::Segment(r) => {
+                Payload::Inline(self.segments.read(&r).map_err(QueueError::Segment)?)
+            }
+            inline => inline,
+        };
+        record.payload = payload;
+        record.enqueued_ms = crate::clock::now_ms();
+        let key = sink.key(self.seq.next(trees)?);
+        let value = Envelope::V2(record).encode();
+        let removed = self.store.move_record(
+            (&trees.dead, entry.key.as_ref()),
+            (&trees.pending, key.as_slice()),
+            &value,
+        )?;
+        if let Some(old) = removed {
+            self.forget_dead(&entry.key, &old, &entry.sink);
+        }
+        let external = segment_of(&value).map_or(0, |r| u64::from(r.len));
+        self.account(sink, Size::of(key.len(), value.len(), external), true);
+        Ok(())
+    }
+
+    /// The selected dead records, decoded, oldest first per sink.
+    fn dead_entries(
+        &self,
+        trees: &Trees,
+        selection: &DeadSelection,
+        limit: usize,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let prefix = selection.sink.as_deref().map(|s| {
+            let mut p = s.as_bytes().to_vec();
+            p.push(0);
+            p
+        });
+        let mut out = Vec::new();
+        for item in trees.dead.scan_prefix(prefix.unwrap_or_default()) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            let entry = decode_dead(key, &value);
+            if selection
+                .ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&entry.record.id))
+            {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    fn view(&self, entry: Entry, with_payload: bool) -> DeadLetter {
+        let size = match &entry.record.payload {
+            Payload::Inline(b) => b.len() as u64,
+            Payload::Segment(r) => u64::from(r.len),
+        };
+        let payload = with_payload.then(|| match &entry.record.payload {
+            Payload::Inline(b) => Some(Bytes::copy_from_slice(b)),
+            Payload::Segment(r) => self.segments.read(r).ok().map(Bytes::from),
+        });
+        DeadLetter {
+            id: entry.record.id,
+            sink: entry.sink,
+            enqueued_ms: entry.record.enqueued_ms,
+            failed_ms: entry.failed_ms,
+            reason: entry.reason,
+            status: entry.status,
+            content_type: entry.record.content_type,
+            size,
+            payload: payload.flatten(),
+        }
+    }
+}
+
+/// Any record of the dead tree as an [`Entry`]: dead letters of both versions, and
+/// pending records parked there because they could not be read.
+fn decode_dead(key: sled::IVec, value: &[u8]) -> Entry {
+    let sink = super::fifo::sink_name_of_key(&key);
+    let unreadable = |record: RecordV2, reason: &str| (0, reason.to_owned(), None, record);
+    let (failed_ms, reason, status, record) = match Envelope::decode(value) {
+        Ok(Envelope::DeadV2(d)) => (d.failed_ms, d.reason, d.status, d.record),
+        Ok(Envelope::DeadV1(DeadLetterV1 {
+            reason,
+            failed_ms,
+            record,
+        })) => (failed_ms, reason, None, v2(record)),
+        Ok(Envelope::V1(r)) => unreadable(v2(r), "unreadable"),
+        Ok(Envelope::V2(r)) => unreadable(r, "payload unreadable"),
+        Err(e) => unreadable(
+            RecordV2 {
+                id: MessageId {
+                    epoch: 0,
+                    seq: super::fifo::seq_of_key(&key),
+                },
+                enqueued_ms: 0,
+                content_type: String::new(),
+                topic: None,
+                key: None,
+                headers: Vec::new(),
+                payload: Payload::Inline(value.to_vec()),
+            },
+            &format!("record cannot be decoded: {e}"),
+        ),
+    };
+    Entry {
+        key,
+        sink,
+        failed_ms,
+        reason,
+        status,
+        record,
+    }
+}
+
+fn v2(r: RecordV1) -> RecordV2 {
+    RecordV2 {
+        id: r.id,
+        enqueued_ms: r.enqueued_ms,
+        content_type: r.content_type,
+        topic: r.topic,
+        key: r.key,
+        headers: r.headers,
+        payload: Payload::Inline(r.payload),
+    }
+}

@@ -1,0 +1,176 @@
+//! Keeping the queue healthy while the agent runs, from the committer's idle tick:
+//! reopening a database that failed on a full disk once there is room again, compacting
+//! it when sled's file holds far more than the records need, and logging storage
+//! state changes (once per change, not per attempt).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::admission::{StorageState, StorageStatus};
+use super::read::segment_of;
+use super::store::Trees;
+use super::write::Size;
+use super::{disk, Core, QueueError};
+
+/// How often compaction is considered, and how long to wait after one failed.
+const COMPACT_CHECK: Duration = Duration::from_secs(30);
+const COMPACT_RETRY: Duration = Duration::from_secs(600);
+
+/// What the maintenance remembers between ticks.
+pub(super) struct Maintenance {
+    state: StorageState,
+    next_compaction_check: Instant,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Maintenance {
+            state: StorageState::Ok,
+            next_compaction_check: Instant::now(),
+        }
+    }
+}
+
+impl Core {
+    /// One maintenance tick.
+    pub(super) fn maintain(&self, m: &mut Maintenance) {
+        let status = self.storage_status();
+        if status.state != m.state {
+            log_state(m.state, &status);
+            m.state = status.state;
+        }
+        if self.store.failed() && status.free_bytes >= status.reserve_bytes {
+            match self.recover() {
+                Ok(()) => tracing::info!("queue database reopened: writes accepted again"),
+                Err(e) => tracing::warn!(error = %e, "queue database not reopened yet"),
+            }
+        } else if Instant::now() >= m.next_compaction_check {
+            m.next_compaction_check = Instant::now() + COMPACT_CHECK;
+            if let Some(db_bytes) = self.needs_compaction(&status) {
+                if let Err(e) = self.compact(db_bytes) {
+                    tracing::warn!(error = %e, "queue compaction failed; the queue is unchanged");
+                    m.next_compaction_check = Instant::now() + COMPACT_RETRY;
+                }
+            }
+        }
+    }
+
+    /// Reopens the database (clearing sled's sticky error) and recounts everything.
+    fn recover(&self) -> Result<(), QueueError> {
+        self.store.swap(
+            |old, _| {
+                drop(old);
+                Ok(())
+            },
+            |trees| {
+                self.rebuild(trees)?;
+                self.seq.persist(trees)
+            },
+        )?;
+        self.flush()
+    }
+
+    /// Counters and segment books from what is on disk (at open, after a reopen).
+    pub(super) fn rebuild(&self, trees: &Trees) -> Result<(), QueueError> {
+        for sink in self.sinks.values() {
+            sink.reset();
+        }
+        for counter in [&self.depth, &self.bytes, &self.index_charge] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        let mut refs = Vec::new();
+        let mut orphans = std::collections::BTreeMap::<String, u64>::new();
+        for entry in trees.pending.iter() {
+            let (key, value) = entry?;
+            let segment = segment_of(&value);
+            refs.extend(segment);
+            let size = Size::of(
+                key.len(),
+                value.len(),
+                segment.map_or(0, |r| u64::from(r.len)),
+            );
+            match self.sink_of_key(&key) {
+                Some(sink) => self.account(sink, size, true),
+                None => {
+                    // Kept (and counted) for a sink that may come back; not delivered.
+                    self.depth.fetch_add(1, Ordering::Relaxed);
+                    self.bytes.fetch_add(size.logical, Ordering::Relaxed);
+                    self.index_charge.fetch_add(size.index, Ordering::Relaxed);
+                    *orphans
+                        .entry(super::fifo::sink_name_of_key(&key))
+                        .or_default() += 1;
+                }
+            }
+        }
+        for entry in trees.dead.iter() {
+            let (key, value) = entry?;
+            refs.extend(segment_of(&value));
+            let size = Size::of(key.len(), value.len(), 0);
+            self.index_charge.fetch_add(size.index, Ordering::Relaxed);
+            if let Some(sink) = self.sink_of_key(&key) {
+                sink.dead_added(1);
+            }
+        }
+        self.segments.rebuild(refs).map_err(QueueError::Io)?;
+        for (sink, count) in orphans {
+            tracing::warn!(
+                sink,
+                count,
+                "queued messages for a sink that is not configured are kept, not delivered"
+            );
+        }
+        Ok(())
+    }
+
+    /// Disk space, the reserve, usage and the state derived from them.
+    pub(super) fn storage_status(&self) -> StorageStatus {
+        let free = self.admission.space().map_or(u64::MAX, |s| s.available);
+        let used = self.usage();
+        let sled_bytes = disk::files_bytes(self.store.dir(), |n| {
+            n == "db" || n == "conf" || n.starts_with("snap.")
+        });
+        StorageStatus {
+            state: self.admission.state(used, free, self.store.failed()),
+            free_bytes: free,
+            reserve_bytes: self.admission.reserve(),
+            used_bytes: used,
+            max_bytes: self.admission.max_bytes(),
+            disk_bytes: sled_bytes + self.segments.disk_bytes(),
+            reopens: self.store.reopens(),
+        }
+    }
+}
+
+fn log_state(from: StorageState, status: &StorageStatus) {
+    let (free, reserve, used, max) = (
+        status.free_bytes,
+        status.reserve_bytes,
+        status.used_bytes,
+        status.max_bytes,
+    );
+    match status.state {
+        StorageState::Ok => tracing::info!(from = from.as_str(), free, used, "storage ok"),
+        StorageState::Low => tracing::warn!(
+            from = from.as_str(),
+            free,
+            reserve,
+            used,
+            max,
+            "storage low"
+        ),
+        StorageState::Full => tracing::error!(
+            from = from.as_str(),
+            free,
+            reserve,
+            used,
+            max,
+            "storage full: new work is refused (507) until space returns"
+        ),
+        StorageState::Failed => tracing::error!(
+            from = from.as_str(),
+            free,
+            reserve,
+            "queue database failed on a write; it is reopened once the disk has room"
+        ),
+    }
+}

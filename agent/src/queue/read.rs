@@ -1,0 +1,109 @@
+//! Reading a sink's FIFO for delivery: the head, oldest first, payloads read from their
+//! segments. Reading never writes: records that cannot be read are handed back for
+//! the caller to park as dead letters.
+
+use bytes::Bytes;
+
+use super::record::{Envelope, MessageId, Payload, RecordV1, RecordV2};
+use super::segments::SegmentRef;
+use super::{Queue, QueueError, SinkQueue};
+
+/// A message read back for delivery.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub(super) key: sled::IVec,
+    pub id: MessageId,
+    pub enqueued_ms: u64,
+    pub content_type: String,
+    pub topic: Option<String>,
+    pub key_: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub payload: Bytes,
+}
+
+/// The head of a FIFO: what could be read, and the records that could not (to be
+/// moved out of the way with [`Queue::park_unreadable`], so they never wedge the sink).
+#[derive(Debug, Default)]
+pub struct Peeked {
+    pub messages: Vec<StoredMessage>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A record that cannot be delivered: undecodable, or its payload segment is gone.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub(super) key: sled::IVec,
+    pub error: QueueError,
+}
+
+impl Queue {
+    /// Up to `max` messages from the head of `sink`'s FIFO, oldest first. Blocking.
+    /// Stops at the first unreadable record, so order is kept.
+    pub fn peek(&self, sink: &SinkQueue, max: usize) -> Result<Peeked, QueueError> {
+        let trees = self.core.store.trees()?;
+        let mut peeked = Peeked::default();
+        for entry in trees.pending.scan_prefix(sink.prefix()).take(max) {
+            let (key, value) = entry?;
+            match self.load(key.clone(), &value) {
+                Ok(message) => peeked.messages.push(message),
+                Err(error) => {
+                    peeked.unreadable.push(Unreadable { key, error });
+                    break;
+                }
+            }
+        }
+        Ok(peeked)
+    }
+
+    /// A pending record with its payload.
+    fn load(&self, key: sled::IVec, value: &[u8]) -> Result<StoredMessage, QueueError> {
+        let corrupt = |message: String| QueueError::CorruptRecord {
+            key: format!("{key:?}"),
+            message,
+        };
+        match Envelope::decode(value) {
+            Ok(Envelope::V1(r)) => Ok(stored(key, r)),
+            Ok(Envelope::V2(mut r)) => {
+                let payload = match std::mem::replace(&mut r.payload, Payload::Inline(Vec::new())) {
+                    Payload::Inline(bytes) => bytes,
+                    Payload::Segment(s) => {
+                        self.core.segments.read(&s).map_err(QueueError::Segment)?
+                    }
+                };
+                Ok(stored(key, r.with_payload(payload)))
+            }
+            Ok(Envelope::DeadV1(_) | Envelope::DeadV2(_)) => {
+                Err(corrupt("a dead letter among the pending messages".into()))
+            }
+            Err(e) => Err(corrupt(e.to_string())),
+        }
+    }
+}
+
+fn stored(key: sled::IVec, record: RecordV1) -> StoredMessage {
+    StoredMessage {
+        key,
+        id: record.id,
+        enqueued_ms: record.enqueued_ms,
+        content_type: record.content_type,
+        topic: record.topic,
+        key_: record.key,
+        headers: record.headers,
+        payload: Bytes::from(record.payload),
+    }
+}
+
+/// The payload segment a record (pending or dead) points at, if any.
+pub(super) fn segment_of(value: &[u8]) -> Option<SegmentRef> {
+    match Envelope::decode(value) {
+        Ok(Envelope::V2(RecordV2 {
+            payload: Payload::Segment(r),
+            ..
+        })) => Some(r),
+        Ok(Envelope::DeadV2(d)) => match d.record.payload {
+            Payload::Segment(r) => Some(r),
+            Payload::Inline(_) => None,
+        },
+        _ => None,
+    }
+}
