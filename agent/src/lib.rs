@@ -14,6 +14,7 @@
 //! messages are on disk; a message leaves the queue only when its sink acknowledged it.
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ingest;

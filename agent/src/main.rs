@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use outpost::cli::{AgentClient, DeadLettersCommand};
 use outpost::config::{Config, ConfigError, LogFormat};
 use outpost::plugin::LoadError;
 
@@ -31,6 +32,63 @@ enum Command {
         /// The TOML config file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Show the running agent's queue, storage, sinks, plugins and sources.
+    Status {
+        /// The running agent's config file (for its address and token).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, replay or purge the running agent's dead letters.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// List dead letters (oldest first per sink).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this sink's.
+        #[arg(long)]
+        sink: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Show the payloads too.
+        #[arg(long)]
+        payload: bool,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back into their sink's FIFO (all, one sink's, or by id).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sink: Option<String>,
+        /// A message id (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+    /// Delete dead letters (one sink's, by id, or --all).
+    Purge {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        sink: Option<String>,
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Every dead letter of every sink.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -64,6 +122,65 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config, log_format } => run(&config, log_format),
+        Command::Status { config, json } => talk(&config, |c| outpost::cli::status(c, json)),
+        Command::DeadLetters { action } => {
+            let (config, command) = dead_letter_command(action);
+            talk(&config, |c| outpost::cli::dead_letters(c, &command))
+        }
+    }
+}
+
+fn dead_letter_command(action: DeadLetterAction) -> (PathBuf, DeadLettersCommand) {
+    match action {
+        DeadLetterAction::List {
+            config,
+            sink,
+            limit,
+            payload,
+            json,
+        } => (
+            config,
+            DeadLettersCommand::List {
+                sink,
+                limit,
+                payload,
+                json,
+            },
+        ),
+        DeadLetterAction::Replay { config, sink, ids } => {
+            (config, DeadLettersCommand::Replay { sink, ids })
+        }
+        DeadLetterAction::Purge {
+            config,
+            sink,
+            ids,
+            all,
+        } => (config, DeadLettersCommand::Purge { sink, ids, all }),
+    }
+}
+
+/// Runs a command against the agent that `path` configures: its output on stdout, or
+/// the error on stderr with exit status 1 (2 for a bad config).
+fn talk(
+    path: &std::path::Path,
+    command: impl FnOnce(&AgentClient) -> Result<String, outpost::cli::ClientError>,
+) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match command(&AgentClient::for_config(&config)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

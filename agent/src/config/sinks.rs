@@ -24,6 +24,9 @@ pub const MQTT_MAX_IN_FLIGHT: usize = 64;
 pub struct SinkConfig {
     pub delivery: DeliveryConfig,
     pub kind: SinkKind,
+    /// The sink's table as written (`${VAR}` expanded): a reload restarts a sink only
+    /// if this changed.
+    pub written: toml::Table,
 }
 
 /// The keys every sink has: how its delivery loop retries, and when it gives a message
@@ -59,6 +62,7 @@ impl SinkConfig {
         key: &str,
         mut table: toml::Table,
     ) -> Result<SinkConfig, ConfigError> {
+        let written = table.clone();
         let kind = match table.remove("type") {
             Some(toml::Value::String(kind)) => kind,
             Some(_) => return Err(ctx.error(format!("{key}.type"), "must be a string")),
@@ -90,7 +94,11 @@ impl SinkConfig {
                 ))
             }
         };
-        Ok(SinkConfig { delivery, kind })
+        Ok(SinkConfig {
+            delivery,
+            kind,
+            written,
+        })
     }
 
     /// Checks what the sink needs from the machine (TLS files).

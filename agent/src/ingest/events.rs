@@ -29,8 +29,8 @@ pub async fn post_events(
     request_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     let arrived = SystemTime::now();
-    let bytes = read_body(request, &api.limits).await?;
-    let body = parse(&bytes, &api.limits)?;
+    let bytes = read_body(request, &api.limits()).await?;
+    let body = parse(&bytes, &api.limits())?;
     let event = SendingEvent {
         handler_id: body.handler_id,
         account_id: body.account_id,

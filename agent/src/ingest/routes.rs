@@ -18,11 +18,8 @@ pub async fn plugin_route(
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/v1/plugins/").unwrap_or_default();
     let (name, sub) = rest.split_once('/').unwrap_or((rest, ""));
-    let plugin = api
-        .pipeline
-        .plugins()
-        .get(name)
-        .ok_or_else(ApiError::not_found)?;
+    let plugins = api.pipeline.plugins();
+    let plugin = plugins.get(name).ok_or_else(ApiError::not_found)?;
     let method = request.method().as_str().to_owned();
     let declared = plugin.info().routes.iter().any(|r| {
         r.method.eq_ignore_ascii_case(&method) && r.path.trim_matches('/') == sub.trim_matches('/')
@@ -40,7 +37,7 @@ pub async fn plugin_route(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let body = read_body(request, &api.limits).await?;
+    let body = read_body(request, &api.limits()).await?;
     let route_request = RouteRequest {
         method,
         path: sub.to_owned(),

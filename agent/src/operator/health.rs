@@ -30,6 +30,8 @@ pub fn health(api: &Api) -> Response<Body> {
                 "flushes": q.flushes,
             },
             "storage": storage,
+            "config": status.config.view(),
+            "unconfigured_sinks": unconfigured(api),
             "sinks": sinks(api),
             "sources": sources(api),
             "plugins": plugins(api),
@@ -37,10 +39,25 @@ pub fn health(api: &Api) -> Response<Body> {
     )
 }
 
+/// Messages kept for sinks no longer configured: delivered if the sink comes back.
+fn unconfigured(api: &Api) -> Map<String, Value> {
+    let running = api.status.sinks();
+    api.status
+        .queue
+        .sinks()
+        .into_iter()
+        .filter(|f| !running.contains_key(f.name.as_str()) && (f.depth() > 0 || f.dead_letters() > 0))
+        .map(|f| {
+            let view = json!({"backlog": f.depth(), "backlog_bytes": f.bytes(), "dead_letters": f.dead_letters()});
+            (f.name.to_string(), view)
+        })
+        .collect()
+}
+
 fn sinks(api: &Api) -> Map<String, Value> {
     let queue = &api.status.queue;
     api.status
-        .sinks
+        .sinks()
         .iter()
         .map(|(name, s)| {
             let fifo = queue.sink(name);
@@ -48,13 +65,13 @@ fn sinks(api: &Api) -> Map<String, Value> {
                 "type": s.kind,
                 "state": s.status().as_str(),
                 "connected": s.status() == SinkStatus::Connected,
-                "backlog": fifo.map_or(0, |f| f.depth()),
-                "backlog_bytes": fifo.map_or(0, |f| f.bytes()),
+                "backlog": fifo.as_ref().map_or(0, |f| f.depth()),
+                "backlog_bytes": fifo.as_ref().map_or(0, |f| f.bytes()),
                 "in_flight": s.in_flight(),
                 "delivered": s.delivered_total(),
                 "failures": s.failures_total(),
-                "dead_letters": fifo.map_or(0, |f| f.dead_letters()),
-                "dropped_queue_full": fifo.map_or(0, |f| f.dropped_full()),
+                "dead_letters": fifo.as_ref().map_or(0, |f| f.dead_letters()),
+                "dropped_queue_full": fifo.as_ref().map_or(0, |f| f.dropped_full()),
                 "expired": s.expired_total(),
                 "last_error": s.last_error(),
             });
@@ -65,7 +82,7 @@ fn sinks(api: &Api) -> Map<String, Value> {
 
 fn sources(api: &Api) -> Map<String, Value> {
     api.status
-        .sources
+        .sources()
         .iter()
         .map(|(name, s)| {
             let view = json!({

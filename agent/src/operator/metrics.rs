@@ -107,6 +107,36 @@ const AGENT: &[Family<Api>] = &[
         |a| a.status.queue.storage().reopens,
     ),
     family(
+        Gauge,
+        "outpost_config_generation",
+        "The config generation running (1 at start, +1 per successful reload).",
+        |a| a.status.config.view().generation,
+    ),
+    family(
+        Counter,
+        "outpost_config_reloads_total",
+        "Successful reloads (SIGHUP or POST /v1/reload).",
+        |a| a.status.config.reloads.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_config_reload_failures_total",
+        "Reloads refused (invalid config or plugin); the running set stayed.",
+        |a| a.status.config.reload_failures.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_dead_letters_replayed_total",
+        "Dead letters put back into their sink's FIFO by an operator.",
+        |a| a.status.replayed.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_dead_letters_purged_total",
+        "Dead letters deleted by an operator.",
+        |a| a.status.purged.load(Relaxed),
+    ),
+    family(
         Counter,
         "outpost_monitoring_points_dropped_total",
         "Monitoring points dropped because their buffer was full.",
@@ -272,12 +302,12 @@ pub fn metrics(api: &Api) -> Response<Body> {
 
     let sinks: Vec<(String, SinkView)> = api
         .status
-        .sinks
+        .sinks()
         .iter()
         .map(|(name, state)| {
             let view = SinkView {
                 state: Arc::clone(state),
-                fifo: api.status.queue.sink(name).cloned(),
+                fifo: api.status.queue.sink(name),
             };
             (format!("{{sink=\"{name}\"}}"), view)
         })
@@ -286,7 +316,8 @@ pub fn metrics(api: &Api) -> Response<Body> {
         write(&mut out, family, sinks.iter().map(|(l, s)| (l.clone(), s)));
     }
 
-    let plugins = api.pipeline.plugins().plugins();
+    let host = api.pipeline.plugins();
+    let plugins = host.plugins();
     for family in PLUGINS {
         let samples = plugins.iter().map(|p| {
             let labels = format!("{{plugin=\"{}\",kind=\"{}\"}}", p.name, p.kind().as_str());

@@ -12,7 +12,7 @@ mod monitoring;
 mod timers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use outpost_pdk::{
     EventType, Message, Point, RouteRequest, RouteResponse, SendingEvent, SourceMessage,
@@ -76,12 +76,18 @@ pub enum Target {
     Plugin(String),
 }
 
+/// The plugins and topic templates a job runs with. A reload swaps in a new set; a job
+/// keeps the set it started with until it is done.
+pub struct PluginSet {
+    pub plugins: Arc<PluginHost>,
+    pub topics: TopicTemplates,
+}
+
 /// Ingest → plugins → queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
-    plugins: Arc<PluginHost>,
+    current: Arc<RwLock<Arc<PluginSet>>>,
     queue: Arc<Queue>,
-    topics: Arc<TopicTemplates>,
     /// Outputs of internal producers the queue refused: there is no producer to answer,
     /// so they are dropped, and counted here.
     internal_drops: Arc<AtomicU64>,
@@ -90,16 +96,27 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(plugins: Arc<PluginHost>, queue: Arc<Queue>, topics: TopicTemplates) -> Self {
         Pipeline {
-            plugins,
+            current: Arc::new(RwLock::new(Arc::new(PluginSet { plugins, topics }))),
             queue,
-            topics: Arc::new(topics),
             internal_drops: Arc::default(),
         }
     }
 
+    /// The current plugin set.
+    fn set(&self) -> Arc<PluginSet> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The loaded plugins (for status and routes).
-    pub fn plugins(&self) -> &Arc<PluginHost> {
-        &self.plugins
+    pub fn plugins(&self) -> Arc<PluginHost> {
+        Arc::clone(&self.set().plugins)
+    }
+
+    /// Makes `set` the one new jobs run with; returns the previous one (jobs in flight
+    /// still hold it).
+    pub fn replace(&self, set: PluginSet) -> Arc<PluginSet> {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *current, Arc::new(set))
     }
 
     /// Does `job`. Returns once every message the plugins produced for it is on disk;
@@ -107,9 +124,9 @@ impl Pipeline {
     pub async fn run(&self, job: Job) -> Result<Accepted, PipelineError> {
         // Announced before the plugin call, so concurrent commits wait to share a flush.
         let writer = self.queue.writer();
-        let this = self.clone();
+        let (queue, set) = (Arc::clone(&self.queue), self.set());
         let (inserted, events) =
-            tokio::task::spawn_blocking(move || this.produce_and_insert(job)).await??;
+            tokio::task::spawn_blocking(move || produce_and_insert(&queue, &set, job)).await??;
         let messages = inserted.count;
         self.queue.commit_as(inserted, writer).await?;
         Ok(Accepted { events, messages })
@@ -134,7 +151,7 @@ impl Pipeline {
         plugin: Arc<LoadedPlugin>,
         request: RouteRequest,
     ) -> Result<RouteResponse, PipelineError> {
-        let host = Arc::clone(&self.plugins);
+        let host = self.plugins();
         Ok(tokio::task::spawn_blocking(move || host.route(&plugin, &request)).await??)
     }
 
@@ -142,51 +159,56 @@ impl Pipeline {
     pub fn internal_drops(&self) -> u64 {
         self.internal_drops.load(Ordering::Relaxed)
     }
+}
 
-    /// The plugin calls and the insert: blocking.
-    fn produce_and_insert(&self, job: Job) -> Result<(Inserted, usize), PipelineError> {
-        let (mut messages, handler_id, events): (Vec<Message>, Option<String>, usize) = match job {
-            Job::Sending { event, target } => {
-                if let Target::Plugin(name) = &target {
-                    self.require(name, EventType::SendingEvent.as_str(), |p| {
-                        p.info().event_types.contains(&EventType::SendingEvent)
-                    })?;
-                }
-                let events = event.events.len();
-                let input = SendingInput::new(event);
-                let only = match &target {
-                    Target::All => None,
-                    Target::Plugin(name) => Some(name.as_str()),
-                };
-                let messages = self.plugins.sending_event(&input, only)?;
-                (messages, Some(input.event.handler_id), events)
+/// The plugin calls and the insert: blocking.
+fn produce_and_insert(
+    queue: &Queue,
+    set: &PluginSet,
+    job: Job,
+) -> Result<(Inserted, usize), PipelineError> {
+    let plugins = &set.plugins;
+    let (mut messages, handler_id, events): (Vec<Message>, Option<String>, usize) = match job {
+        Job::Sending { event, target } => {
+            if let Target::Plugin(name) = &target {
+                require(plugins, name, EventType::SendingEvent.as_str(), |p| {
+                    p.info().event_types.contains(&EventType::SendingEvent)
+                })?;
             }
-            Job::Monitoring(points) => (self.plugins.monitoring_event(&points), None, points.len()),
-            Job::Tick(plugin) => (self.plugins.tick(&plugin)?, None, 0),
-            Job::SourceMessage { plugin, message } => {
-                let plugin = self.require(&plugin, "on_message", |p| p.info().on_message)?;
-                (self.plugins.on_message(plugin, &message)?, None, 1)
-            }
-        };
-        self.topics.stamp(&mut messages, handler_id.as_deref());
-        Ok((self.queue.insert(&messages)?, events))
-    }
+            let events = event.events.len();
+            let input = SendingInput::new(event);
+            let only = match &target {
+                Target::All => None,
+                Target::Plugin(name) => Some(name.as_str()),
+            };
+            let messages = plugins.sending_event(&input, only)?;
+            (messages, Some(input.event.handler_id), events)
+        }
+        Job::Monitoring(points) => (plugins.monitoring_event(&points), None, points.len()),
+        Job::Tick(plugin) => (plugins.tick(&plugin)?, None, 0),
+        Job::SourceMessage { plugin, message } => {
+            let plugin = require(plugins, &plugin, "on_message", |p| p.info().on_message)?;
+            (plugins.on_message(plugin, &message)?, None, 1)
+        }
+    };
+    set.topics.stamp(&mut messages, handler_id.as_deref());
+    Ok((queue.insert(&messages)?, events))
+}
 
-    /// The plugin called `name`, if it takes `callback`.
-    fn require(
-        &self,
-        name: &str,
-        callback: &'static str,
-        takes: impl Fn(&LoadedPlugin) -> bool,
-    ) -> Result<&Arc<LoadedPlugin>, PipelineError> {
-        self.plugins
-            .get(name)
-            .filter(|p| takes(p))
-            .ok_or_else(|| PipelineError::NotRouted {
-                plugin: name.to_owned(),
-                callback,
-            })
-    }
+/// The plugin called `name`, if it takes `callback`.
+fn require<'a>(
+    plugins: &'a PluginHost,
+    name: &str,
+    callback: &'static str,
+    takes: impl Fn(&LoadedPlugin) -> bool,
+) -> Result<&'a Arc<LoadedPlugin>, PipelineError> {
+    plugins
+        .get(name)
+        .filter(|p| takes(p))
+        .ok_or_else(|| PipelineError::NotRouted {
+            plugin: name.to_owned(),
+            callback,
+        })
 }
 
 #[cfg(test)]

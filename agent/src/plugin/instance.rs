@@ -41,6 +41,9 @@ pub enum CallError {
     /// A message for a sink that is not configured.
     #[error("message for unknown sink `{0}`")]
     UnknownSink(SinkName),
+    /// A message's topic, key, content type and headers are too large to queue.
+    #[error("message metadata of {0} bytes exceeds 16 KiB (topic, key, content type, headers)")]
+    MetadataTooLarge(usize),
     /// A new instance could not be made.
     #[error("cannot instantiate: {0:#}")]
     Instantiate(#[source] anyhow::Error),

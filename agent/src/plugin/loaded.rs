@@ -184,6 +184,15 @@ impl LoadedPlugin {
         (result, elapsed)
     }
 
+    /// Drops every instance; each is created again (`initialize`) on its next call, so
+    /// it starts from the state the instances before it left (after a reload closed
+    /// the previous set).
+    pub fn restart_instances(&self) {
+        for slot in &self.slots {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
     /// Calls `close` on every live instance (shutdown).
     pub fn close(&self) {
         for slot in &self.slots {

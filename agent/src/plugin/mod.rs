@@ -41,6 +41,10 @@ pub enum LoadError {
     Config(#[from] crate::config::ConfigError),
 }
 
+/// Most bytes of a message's topic, key, content type and headers: they are stored in
+/// the queue's database, which must keep its values small.
+const MAX_MESSAGE_META: usize = 16 << 10;
+
 /// Total size cap of one plugin's key-value store.
 const KV_MAX_BYTES: u64 = 1 << 20;
 
@@ -115,12 +119,20 @@ impl PluginHost {
     /// Checks that every message goes to a configured sink; an unknown sink is the
     /// plugin's error.
     fn checked(&self, output: Output) -> Result<Output, CallError> {
-        if let Some(m) = output
-            .messages
-            .iter()
-            .find(|m| !self.sinks.contains(m.sink.as_str()))
-        {
-            return Err(CallError::UnknownSink(m.sink.clone()));
+        for m in &output.messages {
+            if !self.sinks.contains(m.sink.as_str()) {
+                return Err(CallError::UnknownSink(m.sink.clone()));
+            }
+            let meta = m.topic.as_ref().map_or(0, String::len)
+                + m.key.as_ref().map_or(0, String::len)
+                + m.content_type.as_ref().map_or(0, String::len)
+                + m.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            if meta > MAX_MESSAGE_META {
+                return Err(CallError::MetadataTooLarge(meta));
+            }
         }
         Ok(output)
     }
@@ -198,6 +210,14 @@ impl PluginHost {
         self.points
             .plugin_call(&plugin.name, "route", outcome(&result), elapsed);
         result
+    }
+
+    /// Makes every plugin start its instances afresh on their next call (see
+    /// [`LoadedPlugin::restart_instances`]). Blocking.
+    pub fn restart_instances(&self) {
+        for plugin in &self.plugins {
+            plugin.restart_instances();
+        }
     }
 
     /// Calls `close` on every plugin, in reverse order. Blocking.

@@ -149,9 +149,9 @@ impl Queue {
         {
             let trees = core.store.trees()?;
             for entry in core.dead_entries(&trees, selection, usize::MAX)? {
-                if let Some(sink) = core.sinks.get(&entry.sink) {
-                    core.replay_one(&trees, sink, entry)?;
-                    replayed.push(Arc::clone(sink));
+                if let Some(sink) = core.sink(&entry.sink) {
+                    core.replay_one(&trees, &sink, entry)?;
+                    replayed.push(sink);
                 }
             }
         }
@@ -196,7 +196,7 @@ impl Core {
         let size = self.release(key.len(), old);
         self.index_charge
             .fetch_sub(size.index, std::sync::atomic::Ordering::Relaxed);
-        if let Some(s) = self.sinks.get(sink) {
+        if let Some(s) = self.sink(sink) {
             s.dead_removed(1);
         }
     }

@@ -10,6 +10,7 @@ use super::admission::{StorageState, StorageStatus};
 use super::read::segment_of;
 use super::store::Trees;
 use super::write::Size;
+use super::SinkQueue;
 use super::{disk, Core, QueueError};
 
 /// How often compaction is considered, and how long to wait after one failed.
@@ -72,7 +73,7 @@ impl Core {
 
     /// Counters and segment books from what is on disk (at open, after a reopen).
     pub(super) fn rebuild(&self, trees: &Trees) -> Result<(), QueueError> {
-        for sink in self.sinks.values() {
+        for sink in self.fifos().values() {
             sink.reset();
         }
         for counter in [&self.depth, &self.bytes, &self.index_charge] {
@@ -90,7 +91,7 @@ impl Core {
                 segment.map_or(0, |r| u64::from(r.len)),
             );
             match self.sink_of_key(&key) {
-                Some(sink) => self.account(sink, size, true),
+                Some(sink) => self.account(&sink, size, true),
                 None => {
                     // Kept (and counted) for a sink that may come back; not delivered.
                     self.depth.fetch_add(1, Ordering::Relaxed);
@@ -119,6 +120,20 @@ impl Core {
                 "queued messages for a sink that is not configured are kept, not delivered"
             );
         }
+        Ok(())
+    }
+
+    /// Counts the records already queued under `fifo`'s name into it (a sink added
+    /// while running); the queue's totals count them already.
+    pub(super) fn count_into(&self, trees: &Trees, fifo: &SinkQueue) -> Result<(), QueueError> {
+        fifo.reset();
+        for entry in trees.pending.scan_prefix(fifo.prefix()) {
+            let (key, value) = entry?;
+            let external = segment_of(&value).map_or(0, |r| u64::from(r.len));
+            fifo.added(Size::of(key.len(), value.len(), external).logical);
+        }
+        let dead = trees.dead.scan_prefix(fifo.prefix()).count();
+        fifo.dead_added(dead as u64);
         Ok(())
     }
 

@@ -35,7 +35,7 @@ mod write;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::config::QueueConfig;
 pub use admission::{StorageState, StorageStatus};
@@ -109,7 +109,9 @@ pub struct QueueStats {
 pub(crate) struct Core {
     store: Arc<Store>,
     segments: SegmentStore,
-    sinks: BTreeMap<String, Arc<SinkQueue>>,
+    /// One FIFO per sink. Sinks can be added while the agent runs (a reload); a removed
+    /// sink's FIFO stays, with its messages, until the sink comes back.
+    sinks: RwLock<BTreeMap<String, Arc<SinkQueue>>>,
     admission: admission::Admission,
     seq: Sequence,
     epoch: u64,
@@ -153,10 +155,12 @@ impl Queue {
         let core = Arc::new(Core {
             store: Arc::new(store),
             segments,
-            sinks: sink_names
-                .into_iter()
-                .map(|n| (n.to_owned(), Arc::new(SinkQueue::new(n))))
-                .collect(),
+            sinks: RwLock::new(
+                sink_names
+                    .into_iter()
+                    .map(|n| (n.to_owned(), Arc::new(SinkQueue::new(n))))
+                    .collect(),
+            ),
             admission,
             seq,
             epoch,
@@ -184,13 +188,30 @@ impl Queue {
     }
 
     /// The FIFO of `sink`.
-    pub fn sink(&self, sink: &str) -> Option<&Arc<SinkQueue>> {
-        self.core.sinks.get(sink)
+    pub fn sink(&self, sink: &str) -> Option<Arc<SinkQueue>> {
+        self.core.sink(sink)
     }
 
-    /// All sink FIFOs.
-    pub fn sinks(&self) -> impl Iterator<Item = &Arc<SinkQueue>> {
-        self.core.sinks.values()
+    /// All sink FIFOs, including those of sinks no longer configured.
+    pub fn sinks(&self) -> Vec<Arc<SinkQueue>> {
+        self.core.fifos().values().cloned().collect()
+    }
+
+    /// The FIFO of a sink added while running (a reload): created if new, with the
+    /// messages already queued for that name counted into it.
+    pub fn add_sink(&self, name: &str) -> Result<Arc<SinkQueue>, QueueError> {
+        if let Some(fifo) = self.core.sink(name) {
+            return Ok(fifo);
+        }
+        let trees = self.core.store.trees()?;
+        let mut fifos = self.core.sinks.write().unwrap_or_else(|e| e.into_inner());
+        let fifo = Arc::clone(
+            fifos
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(SinkQueue::new(name))),
+        );
+        self.core.count_into(&trees, &fifo)?;
+        Ok(fifo)
     }
 
     pub fn stats(&self) -> QueueStats {
@@ -284,8 +305,16 @@ impl Core {
         }
     }
 
-    fn sink_of_key(&self, key: &[u8]) -> Option<&Arc<SinkQueue>> {
-        self.sinks.get(fifo::sink_name_of_key(key).as_str())
+    fn fifos(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<SinkQueue>>> {
+        self.sinks.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sink(&self, name: &str) -> Option<Arc<SinkQueue>> {
+        self.fifos().get(name).cloned()
+    }
+
+    fn sink_of_key(&self, key: &[u8]) -> Option<Arc<SinkQueue>> {
+        self.sink(fifo::sink_name_of_key(key).as_str())
     }
 
     fn id(&self, seq: u64) -> MessageId {

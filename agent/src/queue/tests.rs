@@ -19,7 +19,7 @@ fn message(sink: &str, body: &str) -> Message {
 fn bodies(queue: &Queue, sink: &str) -> Vec<String> {
     let sink = queue.sink(sink).unwrap();
     queue
-        .peek(sink, 1000)
+        .peek(&sink, 1000)
         .unwrap()
         .messages
         .iter()
@@ -41,7 +41,7 @@ async fn fifo_per_sink_and_ack_deletes() {
     assert_eq!(bodies(&q, "b"), ["x"]);
     assert_eq!(q.stats().depth, 4);
 
-    let a = q.sink("a").unwrap();
+    let a = &q.sink("a").unwrap();
     let head = q.peek(a, 1).unwrap().messages.remove(0);
     q.ack(a, &head).unwrap();
     q.ack(a, &head).unwrap(); // a second ack is harmless
@@ -68,7 +68,7 @@ async fn survives_reopen_with_counters() {
         let ins = q.insert(&[message("a", "1"), message("a", "2")]).unwrap();
         q.commit(ins).await.unwrap();
         let ids: Vec<_> = q
-            .peek(q.sink("a").unwrap(), 10)
+            .peek(&q.sink("a").unwrap(), 10)
             .unwrap()
             .messages
             .iter()
@@ -81,7 +81,7 @@ async fn survives_reopen_with_counters() {
     assert_eq!(q.stats().depth, 2);
     assert_eq!(q.stats().bytes, bytes);
     let again: Vec<_> = q
-        .peek(q.sink("a").unwrap(), 10)
+        .peek(&q.sink("a").unwrap(), 10)
         .unwrap()
         .messages
         .iter()
@@ -136,7 +136,7 @@ async fn dead_letter_moves_and_counts() {
         .insert(&[message("a", "bad"), message("a", "good")])
         .unwrap();
     q.commit(ins).await.unwrap();
-    let a = q.sink("a").unwrap();
+    let a = &q.sink("a").unwrap();
     let head = q.peek(a, 1).unwrap().messages.remove(0);
     q.dead_letter(a, &head, "400 Bad Request", Some(400))
         .unwrap();
@@ -204,7 +204,7 @@ async fn large_payloads_live_in_segments_and_go_once_acked() {
     assert_eq!(bodies(&q, "a"), expected, "payloads survive a restart");
     assert!(q.stats().bytes > 10_000, "and are counted again");
     assert_eq!(q.segment_files(), 1, "the old segment, no new one yet");
-    let a = q.sink("a").unwrap();
+    let a = &q.sink("a").unwrap();
     for m in q.peek(a, 10).unwrap().messages {
         q.ack(a, &m).unwrap();
     }
@@ -227,7 +227,7 @@ async fn refused_batch_releases_its_payloads() {
     q.commit(ins).await.unwrap();
     assert!(q.insert(&[message("a", &big), message("a", &big)]).is_err());
     assert_eq!(q.stats().depth, 2);
-    let a = q.sink("a").unwrap();
+    let a = &q.sink("a").unwrap();
     for m in q.peek(a, 10).unwrap().messages {
         q.ack(a, &m).unwrap();
     }
@@ -281,13 +281,13 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
         .insert(&[message("a", "kept"), message("a", &big)])
         .unwrap();
     q.commit(ins).await.unwrap();
-    let head = q.peek(q.sink("a").unwrap(), 1).unwrap().messages.remove(0);
+    let head = q.peek(&q.sink("a").unwrap(), 1).unwrap().messages.remove(0);
 
     q.simulate_disk_failure();
     let e = q.insert(&[message("a", "refused")]).err().expect("refused");
     assert!(e.is_out_of_space(), "{e}");
     assert!(
-        q.ack(q.sink("a").unwrap(), &head).is_err(),
+        q.ack(&q.sink("a").unwrap(), &head).is_err(),
         "deletes wait too"
     );
     assert_eq!(q.storage().state, StorageState::Failed);
@@ -304,7 +304,7 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
     let ins = q.insert(&[message("a", "after")]).unwrap();
     q.commit(ins).await.unwrap();
     let ids: Vec<_> = q
-        .peek(q.sink("a").unwrap(), 10)
+        .peek(&q.sink("a").unwrap(), 10)
         .unwrap()
         .messages
         .iter()
@@ -317,7 +317,7 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
 async fn compaction_keeps_every_record_and_gives_space_back() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(dir.path(), &config(256 << 20, WhenFull::Reject), ["a"]).unwrap();
-    let a = q.sink("a").unwrap();
+    let a = &q.sink("a").unwrap();
     for chunk in 0..40 {
         let messages: Vec<_> = (0..500)
             .map(|i| message("a", &format!("{chunk}-{i}-{}", "p".repeat(100))))
@@ -380,7 +380,7 @@ async fn dead_letters_are_replayed_into_their_fifo_or_purged() {
         ])
         .unwrap();
     q.commit(ins).await.unwrap();
-    let (a, b) = (q.sink("a").unwrap(), q.sink("b").unwrap());
+    let (a, b) = (&q.sink("a").unwrap(), &q.sink("b").unwrap());
     let refuse = |sink: &SinkQueue| {
         let m = q.peek(sink, 1).unwrap().messages.remove(0);
         q.dead_letter(sink, &m, "no", None).unwrap();

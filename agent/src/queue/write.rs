@@ -129,8 +129,7 @@ impl Core {
         appended: &mut Vec<SegmentRef>,
     ) -> Result<Prepared, QueueError> {
         let sink = self
-            .sinks
-            .get(message.sink.as_str())
+            .sink(message.sink.as_str())
             .ok_or_else(|| QueueError::UnknownSink(message.sink.to_string()))?;
         let seq = self.seq.next(trees)?;
         let bytes = message.payload();
@@ -166,7 +165,7 @@ impl Core {
         let key = sink.key(seq);
         Ok(Prepared {
             size: Size::of(key.len(), value.len(), external),
-            sink: Arc::clone(sink),
+            sink,
             key,
             value,
             payload: external,
@@ -233,8 +232,9 @@ impl Core {
     /// Removes the oldest pending message of any sink. Returns the bytes whose release
     /// waits for a flush, or `None` if there was nothing to drop.
     fn drop_oldest(&self, trees: &Trees) -> Result<Option<u64>, QueueError> {
+        let fifos = self.fifos();
         let mut oldest: Option<(u64, &Arc<SinkQueue>, sled::IVec)> = None;
-        for sink in self.sinks.values() {
+        for sink in fifos.values() {
             if let Some(entry) = trees.pending.scan_prefix(sink.prefix()).keys().next() {
                 let key = entry?;
                 let seq = super::fifo::seq_of_key(&key);

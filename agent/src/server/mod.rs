@@ -9,7 +9,7 @@ mod response;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -27,7 +27,7 @@ pub use body::read_body;
 pub use response::{json, text, ApiError, Body, ErrorCode};
 
 use crate::config::IngestLimits;
-use crate::operator::Status;
+use crate::operator::{Control, Status};
 use crate::pipeline::Pipeline;
 
 /// Everything the handlers need.
@@ -36,8 +36,48 @@ pub struct Api {
     /// What the operator API reports.
     pub status: Status,
     pub counters: ApiCounters,
+    /// Requests to the agent that runs the API (reload).
+    pub control: tokio::sync::mpsc::Sender<Control>,
+    settings: RwLock<Arc<ApiSettings>>,
+}
+
+/// The API's settings that a reload may change.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
     pub auth_token: Option<String>,
     pub limits: IngestLimits,
+}
+
+impl Api {
+    pub fn new(
+        pipeline: Pipeline,
+        status: Status,
+        control: tokio::sync::mpsc::Sender<Control>,
+        settings: ApiSettings,
+    ) -> Api {
+        Api {
+            pipeline,
+            status,
+            counters: ApiCounters::default(),
+            control,
+            settings: RwLock::new(Arc::new(settings)),
+        }
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Arc<ApiSettings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The current request limits.
+    pub fn limits(&self) -> IngestLimits {
+        self.settings().limits
+    }
+
+    /// Applies reloaded settings to the requests that come next.
+    pub fn set_settings(&self, settings: ApiSettings) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+    }
 }
 
 /// Request counters of the API.
@@ -81,15 +121,16 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// lets in-flight requests finish (up to 30 s).
 pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(api.limits.header_read_timeout);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
+                    // Per connection, so a reloaded timeout applies to the next ones.
+                    let mut builder = http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(api.limits().header_read_timeout);
                     let api = Arc::clone(&api);
                     let service = service_fn(move |request| {
                         let api = Arc::clone(&api);
@@ -152,12 +193,26 @@ async fn route(
     if !public {
         authorize(api, &request)?;
     }
+    use crate::operator as op;
     match (request.method(), request.uri().path()) {
         (&Method::POST, "/v1/events") => crate::ingest::post_events(api, request, request_id).await,
-        (&Method::GET, "/v1/health") => Ok(crate::operator::health(api)),
-        (&Method::GET, "/v1/plugins") => Ok(crate::operator::plugins(api)),
-        (&Method::GET, "/metrics") => Ok(crate::operator::metrics(api)),
-        (_, "/v1/events" | "/v1/health" | "/v1/plugins" | "/metrics") => Err(ApiError::new(
+        (&Method::GET, "/v1/health") => Ok(op::health(api)),
+        (&Method::GET, "/v1/plugins") => Ok(op::plugins(api)),
+        (&Method::GET, "/metrics") => Ok(op::metrics(api)),
+        (&Method::POST, "/v1/reload") => op::reload(api).await,
+        (&Method::GET, "/v1/dead-letters") => op::list_dead_letters(api, &request).await,
+        (&Method::DELETE, "/v1/dead-letters") => op::purge_dead_letters(api, &request).await,
+        (&Method::POST, "/v1/dead-letters/replay") => op::replay_dead_letters(api, request).await,
+        (
+            _,
+            "/v1/events"
+            | "/v1/health"
+            | "/v1/plugins"
+            | "/metrics"
+            | "/v1/reload"
+            | "/v1/dead-letters"
+            | "/v1/dead-letters/replay",
+        ) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed here", request.method()),
@@ -181,7 +236,8 @@ fn request_id(request: &Request<Incoming>) -> String {
 }
 
 fn authorize(api: &Api, request: &Request<Incoming>) -> Result<(), ApiError> {
-    let Some(expected) = &api.auth_token else {
+    let settings = api.settings();
+    let Some(expected) = &settings.auth_token else {
         return Ok(());
     };
     let given = request

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, SinkKind};
+use crate::config::{Config, SinkConfig, SinkKind};
 use crate::queue::{Queue, StoredMessage};
 pub use error::{DeliveryError, Failure, Partial};
 pub use state::{SinkState, SinkStatus};
@@ -45,67 +45,166 @@ pub trait Transport: Send + Sync + 'static {
     fn deliver(&self, batch: &[StoredMessage]) -> impl Future<Output = Result<(), Partial>> + Send;
 }
 
-/// The running sinks.
+/// A sink whose delivery loop runs, with its own stop signal (a reload stops and
+/// starts sinks one by one).
+pub struct RunningSink {
+    pub state: Arc<SinkState>,
+    /// The config it runs with (to tell whether a reload changed it).
+    pub config: SinkConfig,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningSink {
+    /// Stops the delivery loop; messages in flight stay queued (at-least-once).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// A sink ready to run: its transport is built (so a bad TLS file or URL is an error
+/// before anything changes), its loop not yet started.
+pub struct PreparedSink {
+    name: String,
+    state: Arc<SinkState>,
+    config: SinkConfig,
+    stop: watch::Sender<bool>,
+    spawn: Box<dyn FnOnce() -> JoinHandle<()> + Send>,
+}
+
+impl PreparedSink {
+    /// Builds sink `name`'s transport and loop. `state` carries counters over from a
+    /// previous run of the sink (a reload).
+    pub fn prepare(
+        name: &str,
+        sink: &SinkConfig,
+        context: &SinkContext<'_>,
+        state: Option<Arc<SinkState>>,
+    ) -> anyhow::Result<PreparedSink> {
+        let state = state
+            .filter(|s| s.kind == sink.kind_name())
+            .unwrap_or_else(|| Arc::new(SinkState::new(name, sink.kind_name())));
+        let (stop, stopped) = watch::channel(false);
+        let looper = delivery::DeliveryLoop {
+            queue: Arc::clone(context.queue),
+            fifo: context.queue.add_sink(name)?,
+            state: Arc::clone(&state),
+            policy: sink.delivery.clone(),
+            peek: sink.max_batch().max(delivery::BATCH),
+            shutdown: stopped.clone(),
+        };
+        let spawn: Box<dyn FnOnce() -> JoinHandle<()> + Send> = match &sink.kind {
+            SinkKind::Http(c) => {
+                let transport = http::HttpTransport::new(c)?;
+                Box::new(move || tokio::spawn(looper.run(transport)))
+            }
+            SinkKind::File(c) => {
+                let transport = file::FileTransport::new(c);
+                Box::new(move || tokio::spawn(looper.run(transport)))
+            }
+            SinkKind::Mqtt(c) => {
+                let transport = mqtt::MqttTransport::start(
+                    name,
+                    c,
+                    context.device_id,
+                    context.topics.expand(&c.topic, name, None),
+                    &sink.delivery.retry,
+                    Arc::clone(&state),
+                    stopped,
+                )
+                .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
+                Box::new(move || tokio::spawn(looper.run(transport)))
+            }
+        };
+        Ok(PreparedSink {
+            name: name.to_owned(),
+            state,
+            config: sink.clone(),
+            stop,
+            spawn,
+        })
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts the delivery loop.
+    pub fn start(self) -> (String, RunningSink) {
+        let task = (self.spawn)();
+        let running = RunningSink {
+            state: self.state,
+            config: self.config,
+            stop: self.stop,
+            task,
+        };
+        (self.name, running)
+    }
+
+    /// Gives up the sink unstarted (a reload that failed elsewhere).
+    pub fn discard(self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// What starting a sink needs besides its config.
+pub struct SinkContext<'a> {
+    pub queue: &'a Arc<Queue>,
+    pub topics: &'a TopicTemplates,
+    pub device_id: &'a str,
+}
+
+/// The running sinks, by name.
+#[derive(Default)]
 pub struct Sinks {
-    states: BTreeMap<String, Arc<SinkState>>,
-    tasks: Vec<JoinHandle<()>>,
+    running: BTreeMap<String, RunningSink>,
 }
 
 impl Sinks {
     /// Starts one delivery loop per configured sink.
-    pub fn start(
-        config: &Config,
-        queue: &Arc<Queue>,
-        topics: &TopicTemplates,
-        shutdown: &watch::Receiver<bool>,
-    ) -> anyhow::Result<Sinks> {
-        let mut states = BTreeMap::new();
-        let mut tasks = Vec::new();
+    pub fn start(config: &Config, context: &SinkContext<'_>) -> anyhow::Result<Sinks> {
+        let mut sinks = Sinks::default();
         for (name, sink) in &config.sinks {
-            let state = Arc::new(SinkState::new(name, sink.kind_name()));
-            let Some(fifo) = queue.sink(name) else {
-                anyhow::bail!("sink `{name}` has no queue");
-            };
-            let looper = delivery::DeliveryLoop {
-                queue: Arc::clone(queue),
-                fifo: Arc::clone(fifo),
-                state: Arc::clone(&state),
-                policy: sink.delivery.clone(),
-                peek: sink.max_batch().max(delivery::BATCH),
-                shutdown: shutdown.clone(),
-            };
-            let task = match &sink.kind {
-                SinkKind::Http(c) => tokio::spawn(looper.run(http::HttpTransport::new(c)?)),
-                SinkKind::File(c) => tokio::spawn(looper.run(file::FileTransport::new(c))),
-                SinkKind::Mqtt(c) => {
-                    let transport = mqtt::MqttTransport::start(
-                        name,
-                        c,
-                        &config.agent.device_id,
-                        topics.expand(&c.topic, name, None),
-                        &sink.delivery.retry,
-                        Arc::clone(&state),
-                        shutdown.clone(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
-                    tokio::spawn(looper.run(transport))
-                }
-            };
-            tasks.push(task);
-            states.insert(name.clone(), state);
+            let (name, running) = PreparedSink::prepare(name, sink, context, None)?.start();
+            sinks.running.insert(name, running);
         }
-        Ok(Sinks { states, tasks })
+        Ok(sinks)
     }
 
-    /// State of every sink, by name.
-    pub fn states(&self) -> &BTreeMap<String, Arc<SinkState>> {
-        &self.states
+    /// State of every running sink, by name.
+    pub fn states(&self) -> BTreeMap<String, Arc<SinkState>> {
+        self.running
+            .iter()
+            .map(|(n, r)| (n.clone(), Arc::clone(&r.state)))
+            .collect()
     }
 
-    /// Waits for the delivery loops to stop (after shutdown was signalled).
-    pub async fn join(self) {
-        for task in self.tasks {
-            let _ = task.await;
+    /// The running sink called `name`.
+    pub fn get(&self, name: &str) -> Option<&RunningSink> {
+        self.running.get(name)
+    }
+
+    /// Takes sink `name` out (to stop it).
+    pub fn take(&mut self, name: &str) -> Option<RunningSink> {
+        self.running.remove(name)
+    }
+
+    /// Names of the running sinks.
+    pub fn names(&self) -> Vec<String> {
+        self.running.keys().cloned().collect()
+    }
+
+    /// Adds a started sink.
+    pub fn insert(&mut self, name: String, sink: RunningSink) {
+        self.running.insert(name, sink);
+    }
+
+    /// Stops every delivery loop (shutdown).
+    pub async fn stop_all(self) {
+        for (_, sink) in self.running {
+            sink.stop().await;
         }
     }
 }

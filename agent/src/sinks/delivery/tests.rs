@@ -86,7 +86,7 @@ async fn drive_with(
     };
     let on_call = setup(&mut policy, &queue);
     let (stop, shutdown) = watch::channel(false);
-    let fifo = Arc::clone(queue.sink("s").unwrap());
+    let fifo = queue.sink("s").unwrap();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let state = Arc::new(SinkState::new("s", "test"));
     let looper = DeliveryLoop {

@@ -1,0 +1,181 @@
+//! Assembles the agent — queue, plugins, sinks, sources, API — runs it, reloads it on
+//! `SIGHUP` or `POST /v1/reload`, and shuts it down in the order that loses nothing:
+//! stop accepting, finish in-flight requests, stop the producers (flushing the last
+//! monitoring points), stop delivery, close plugins, flush the queue.
+
+mod producers;
+mod running;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::monitoring::PointBuffer;
+use crate::operator::{Control, Status};
+use crate::pipeline::Pipeline;
+use crate::plugin::{HostContext, LoadError, PluginHost, StatsFn};
+use crate::queue::Queue;
+use crate::server::Api;
+use crate::sinks::{Sinks, TopicTemplates};
+use outpost_pdk::AgentStats;
+use producers::Producers;
+use running::{api_settings, Fixed, Running};
+
+/// Monitoring points held between flushes before new ones are dropped (and counted).
+const POINT_BUFFER: usize = 100_000;
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.prepare_dirs()?;
+    let queue = open_queue(&config).await?;
+    let fixed = Fixed {
+        stats: agent_stats(&config, &queue),
+        points: Arc::new(PointBuffer::new(&config.agent.service_name, POINT_BUFFER)),
+        queue,
+    };
+    let plugins = Arc::new(fixed.load_plugins(&config)?);
+    let topics = TopicTemplates::from_config(&config);
+    let sinks = Sinks::start(&config, &fixed.sink_context(&config, &topics))?;
+
+    let addr = config.agent.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (agent.listen)"))?;
+    tracing::info!(%addr, device_id = %config.agent.device_id, "outpost listening");
+
+    let pipeline = Pipeline::new(Arc::clone(&plugins), Arc::clone(&fixed.queue), topics);
+    let producers = Producers::start(&config, &pipeline, &fixed.points)?;
+    let status = Status::new(
+        Arc::clone(&fixed.queue),
+        Arc::clone(&fixed.points),
+        &config.agent.device_id,
+    );
+    status.set_sinks(sinks.states());
+    status.set_sources(producers.sources.clone());
+    status.config.started();
+    let (control, requests) = mpsc::channel(4);
+    let api = Arc::new(Api::new(pipeline, status, control, api_settings(&config)));
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(crate::server::serve(listener, Arc::clone(&api), stopped));
+    let mut running = Running {
+        config,
+        plugins,
+        sinks,
+        producers,
+    };
+
+    serve_until_stopped(&mut running, &fixed, &api, requests).await?;
+    tracing::info!("shutting down: no new requests; finishing in-flight ones");
+    let _ = stop.send(true);
+    let _ = server.await;
+    running.producers.stop().await;
+    running.sinks.stop_all().await;
+    let (plugins, queue) = (running.plugins, fixed.queue);
+    tokio::task::spawn_blocking(move || {
+        plugins.close();
+        queue.flush_blocking()
+    })
+    .await?
+    .context("final queue flush failed")?;
+    tracing::info!("stopped; queue flushed");
+    Ok(())
+}
+
+/// Serves reloads (SIGHUP, the API) until SIGINT or SIGTERM.
+async fn serve_until_stopped(
+    running: &mut Running,
+    fixed: &Fixed,
+    api: &Api,
+    mut requests: mpsc::Receiver<Control>,
+) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        let reply = tokio::select! {
+            r = tokio::signal::ctrl_c() => return r,
+            _ = term.recv() => return Ok(()),
+            _ = hangup.recv() => None,
+            Some(Control::Reload(reply)) = requests.recv() => Some(reply),
+        };
+        let outcome = reload(running, fixed, api).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// One reload, logged, counted and recorded for health.
+async fn reload(running: &mut Running, fixed: &Fixed, api: &Api) -> Result<u64, String> {
+    tracing::info!(file = %running.config.file.display(), "reloading config and plugins");
+    match running.reload(fixed, api).await {
+        Ok(restart) => {
+            let generation = api.status.config.reloaded();
+            if !restart.is_empty() {
+                tracing::warn!(keys = ?restart, "changed keys take effect at the next restart");
+            }
+            tracing::info!(generation, "reloaded");
+            Ok(generation)
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            api.status.config.failed(&message);
+            tracing::error!(error = %message, "reload refused; the running config and plugins stay");
+            Err(message)
+        }
+    }
+}
+
+/// Opens the queue in the data dir for the configured sinks. On a full disk (sled
+/// writes a snapshot when it opens) it waits for room instead of giving up: a device
+/// nobody can log into must come back by itself.
+async fn open_queue(config: &Config) -> anyhow::Result<Arc<Queue>> {
+    let dir = &config.agent.data_dir;
+    let sinks = || config.sinks.keys().map(String::as_str);
+    let queue = loop {
+        match Queue::open(dir, &config.queue, sinks()) {
+            Err(e) if e.is_out_of_space() => {
+                tracing::error!(error = %e, dir = %dir.display(),
+                    "cannot open the queue: the disk is full; trying again in 10 s");
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
+            other => {
+                break other
+                    .with_context(|| format!("cannot open the queue in {}", dir.display()))?
+            }
+        }
+    };
+    let stats = queue.stats();
+    tracing::info!(depth = stats.depth, bytes = stats.bytes, "queue opened");
+    Ok(Arc::new(queue))
+}
+
+/// The figures `outpost_agent_stats` gives plugins.
+fn agent_stats(config: &Config, queue: &Arc<Queue>) -> StatsFn {
+    let (queue, device_id) = (Arc::clone(queue), config.agent.device_id.clone());
+    let data_dir = config.agent.data_dir.display().to_string();
+    Arc::new(move || {
+        let s = queue.stats();
+        AgentStats {
+            device_id: device_id.clone(),
+            data_dir: data_dir.clone(),
+            queue_depth: s.depth,
+            queue_bytes: s.bytes,
+        }
+    })
+}
+
+/// Validates the config and loads every plugin (into a throw-away store), as `run`
+/// would, without touching the data dir's queue.
+pub fn check(config: &Config) -> Result<Vec<String>, LoadError> {
+    let host = PluginHost::load(config, HostContext::detached(config)?)?;
+    crate::sources::check_wiring(config, &host)?;
+    Ok(host
+        .plugins()
+        .iter()
+        .map(|p| format!("{} ({}, {})", p.name, p.kind().as_str(), p.info().version))
+        .collect())
+}
