@@ -14,6 +14,9 @@ config=examples/outpost.toml
 listen=127.0.0.1:8080
 out=data/demo
 
+# A fresh machine: the pinned toolchain and targets, a C compiler, curl.
+tests/setup.sh demo
+
 echo "== building the example plugins (wasm32) and the agent"
 cargo build --quiet --profile plugin --target wasm32-unknown-unknown \
     -p event_sending_plugin_example -p request_monitoring_plugin -p teapot_plugin
