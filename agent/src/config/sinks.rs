@@ -116,7 +116,8 @@ impl SinkConfig {
         match &self.kind {
             SinkKind::Http(c) => c.batch_max_messages,
             SinkKind::File(_) => 1,
-            SinkKind::Mqtt(c) => c.max_in_flight,
+            // The window slides over the messages read: read several windows' worth.
+            SinkKind::Mqtt(c) => (c.max_in_flight * 16).clamp(64, 1024),
         }
     }
 
@@ -253,12 +254,15 @@ struct MqttSinkRole {
         deserialize_with = "de::positive_millis"
     )]
     ack_timeout_ms: Duration,
-    /// Default 1: a broker that leaves Nagle's algorithm on (mosquitto's default) holds
-    /// back its acknowledgements of a window until the agent's delayed ACK.
-    #[serde(default = "one", deserialize_with = "in_flight")]
+    /// Default 16. The window slides (the next publish goes out as an acknowledgement
+    /// comes in), so brokers that leave Nagle's algorithm on do not stall it.
+    #[serde(default = "default_in_flight", deserialize_with = "in_flight")]
     max_in_flight: usize,
 }
 
+fn default_in_flight() -> usize {
+    16
+}
 fn yes() -> bool {
     true
 }

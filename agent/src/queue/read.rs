@@ -37,15 +37,28 @@ pub struct Unreadable {
 }
 
 impl Queue {
-    /// Up to `max` messages from the head of `sink`'s FIFO, oldest first. Blocking.
-    /// Stops at the first unreadable record, so order is kept.
-    pub fn peek(&self, sink: &SinkQueue, max: usize) -> Result<Peeked, QueueError> {
+    /// Up to `max` messages from the head of `sink`'s FIFO, oldest first, and no more
+    /// payload bytes than `max_bytes` past the first message. Blocking. Stops at the
+    /// first unreadable record, so order is kept.
+    pub fn peek(
+        &self,
+        sink: &SinkQueue,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Peeked, QueueError> {
         let trees = self.core.store.trees()?;
         let mut peeked = Peeked::default();
+        let mut bytes = 0;
         for entry in trees.pending.scan_prefix(sink.prefix()).take(max) {
+            if bytes >= max_bytes {
+                break;
+            }
             let (key, value) = entry?;
             match self.load(key.clone(), &value) {
-                Ok(message) => peeked.messages.push(message),
+                Ok(message) => {
+                    bytes += message.payload.len();
+                    peeked.messages.push(message);
+                }
                 Err(error) => {
                     peeked.unreadable.push(Unreadable { key, error });
                     break;

@@ -19,7 +19,7 @@ fn message(sink: &str, body: &str) -> Message {
 fn bodies(queue: &Queue, sink: &str) -> Vec<String> {
     let sink = queue.sink(sink).unwrap();
     queue
-        .peek(&sink, 1000)
+        .peek(&sink, 1000, usize::MAX)
         .unwrap()
         .messages
         .iter()
@@ -42,7 +42,7 @@ async fn fifo_per_sink_and_ack_deletes() {
     assert_eq!(q.stats().depth, 4);
 
     let a = &q.sink("a").unwrap();
-    let head = q.peek(a, 1).unwrap().messages.remove(0);
+    let head = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
     q.ack(a, &head).unwrap();
     q.ack(a, &head).unwrap(); // a second ack is harmless
     assert_eq!(bodies(&q, "a"), ["2", "3"]);
@@ -68,7 +68,7 @@ async fn survives_reopen_with_counters() {
         let ins = q.insert(&[message("a", "1"), message("a", "2")]).unwrap();
         q.commit(ins).await.unwrap();
         let ids: Vec<_> = q
-            .peek(&q.sink("a").unwrap(), 10)
+            .peek(&q.sink("a").unwrap(), 10, usize::MAX)
             .unwrap()
             .messages
             .iter()
@@ -81,7 +81,7 @@ async fn survives_reopen_with_counters() {
     assert_eq!(q.stats().depth, 2);
     assert_eq!(q.stats().bytes, bytes);
     let again: Vec<_> = q
-        .peek(&q.sink("a").unwrap(), 10)
+        .peek(&q.sink("a").unwrap(), 10, usize::MAX)
         .unwrap()
         .messages
         .iter()
@@ -137,7 +137,7 @@ async fn dead_letter_moves_and_counts() {
         .unwrap();
     q.commit(ins).await.unwrap();
     let a = &q.sink("a").unwrap();
-    let head = q.peek(a, 1).unwrap().messages.remove(0);
+    let head = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
     q.dead_letter(a, &head, "400 Bad Request", Some(400))
         .unwrap();
     assert_eq!(bodies(&q, "a"), ["good"]);
@@ -205,7 +205,7 @@ async fn large_payloads_live_in_segments_and_go_once_acked() {
     assert!(q.stats().bytes > 10_000, "and are counted again");
     assert_eq!(q.segment_files(), 1, "the old segment, no new one yet");
     let a = &q.sink("a").unwrap();
-    for m in q.peek(a, 10).unwrap().messages {
+    for m in q.peek(a, 10, usize::MAX).unwrap().messages {
         q.ack(a, &m).unwrap();
     }
     assert_eq!(q.stats().bytes, 0);
@@ -228,7 +228,7 @@ async fn refused_batch_releases_its_payloads() {
     assert!(q.insert(&[message("a", &big), message("a", &big)]).is_err());
     assert_eq!(q.stats().depth, 2);
     let a = &q.sink("a").unwrap();
-    for m in q.peek(a, 10).unwrap().messages {
+    for m in q.peek(a, 10, usize::MAX).unwrap().messages {
         q.ack(a, &m).unwrap();
     }
     q.flush_blocking().unwrap();
@@ -281,7 +281,11 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
         .insert(&[message("a", "kept"), message("a", &big)])
         .unwrap();
     q.commit(ins).await.unwrap();
-    let head = q.peek(&q.sink("a").unwrap(), 1).unwrap().messages.remove(0);
+    let head = q
+        .peek(&q.sink("a").unwrap(), 1, usize::MAX)
+        .unwrap()
+        .messages
+        .remove(0);
 
     q.simulate_disk_failure();
     let e = q.insert(&[message("a", "refused")]).err().expect("refused");
@@ -304,7 +308,7 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
     let ins = q.insert(&[message("a", "after")]).unwrap();
     q.commit(ins).await.unwrap();
     let ids: Vec<_> = q
-        .peek(&q.sink("a").unwrap(), 10)
+        .peek(&q.sink("a").unwrap(), 10, usize::MAX)
         .unwrap()
         .messages
         .iter()
@@ -325,11 +329,11 @@ async fn compaction_keeps_every_record_and_gives_space_back() {
         let ins = q.insert(&messages).unwrap();
         q.commit(ins).await.unwrap();
     }
-    let head: Vec<_> = q.peek(a, 19_990).unwrap().messages;
+    let head: Vec<_> = q.peek(a, 19_990, usize::MAX).unwrap().messages;
     for m in &head {
         q.ack(a, m).unwrap();
     }
-    let bad = q.peek(a, 1).unwrap().messages.remove(0);
+    let bad = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
     q.dead_letter(a, &bad, "refused", Some(400)).unwrap();
     let kv = q.kv_stores().open("plugin", 1 << 20).unwrap();
     kv.set("state", b"kept").unwrap();
@@ -351,7 +355,7 @@ async fn compaction_keeps_every_record_and_gives_space_back() {
     let ins = q.insert(&[message("a", "new")]).unwrap();
     q.commit(ins).await.unwrap();
     let ids: Vec<_> = q
-        .peek(a, 20)
+        .peek(a, 20, usize::MAX)
         .unwrap()
         .messages
         .iter()
@@ -382,7 +386,7 @@ async fn dead_letters_are_replayed_into_their_fifo_or_purged() {
     q.commit(ins).await.unwrap();
     let (a, b) = (&q.sink("a").unwrap(), &q.sink("b").unwrap());
     let refuse = |sink: &SinkQueue| {
-        let m = q.peek(sink, 1).unwrap().messages.remove(0);
+        let m = q.peek(sink, 1, usize::MAX).unwrap().messages.remove(0);
         q.dead_letter(sink, &m, "no", None).unwrap();
         m.id
     };
@@ -400,7 +404,7 @@ async fn dead_letters_are_replayed_into_their_fifo_or_purged() {
         ["tail", big.as_str()],
         "back at the tail of its FIFO"
     );
-    let replayed = q.peek(a, 2).unwrap().messages;
+    let replayed = q.peek(a, 2, usize::MAX).unwrap().messages;
     assert_eq!(replayed[1].id, two, "with its id");
     assert_eq!(a.dead_letters(), 1);
 

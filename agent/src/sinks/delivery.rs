@@ -11,8 +11,11 @@ use crate::queue::{Queue, QueueError, SinkQueue, StoredMessage};
 use crate::retry::Backoff;
 
 /// Messages read from the queue per pass at least (more if the sink's batches are
-/// larger); bounds the loop's memory.
+/// larger) …
 pub(super) const BATCH: usize = 64;
+
+/// … and payload bytes at most (past the first message): bounds the loop's memory.
+const PEEK_BYTES: usize = 4 << 20;
 
 pub(super) struct DeliveryLoop {
     pub queue: Arc<Queue>,
@@ -76,7 +79,7 @@ impl DeliveryLoop {
     async fn next_batch(&mut self) -> Result<Option<Vec<StoredMessage>>, QueueError> {
         let (queue, fifo, max) = (Arc::clone(&self.queue), Arc::clone(&self.fifo), self.peek);
         let peeked = tokio::task::spawn_blocking(move || {
-            let peeked = queue.peek(&fifo, max)?;
+            let peeked = queue.peek(&fifo, max, PEEK_BYTES)?;
             for bad in &peeked.unreadable {
                 tracing::error!(sink = %fifo.name, error = %bad.error,
                     "unreadable queue record: moved to the dead letters");

@@ -53,7 +53,7 @@ pub enum Failure {
     #[error("broker refused: {0}")]
     BrokerRefused(String),
     #[error("publish: {0}")]
-    Publish(#[source] SessionError),
+    Publish(#[source] Box<SessionError>),
     #[error("connection lost: {0}")]
     ConnectionLost(std::sync::Arc<SessionError>),
     #[error("the sink is shutting down")]

@@ -155,19 +155,39 @@ impl MqttTransport {
 }
 
 impl Transport for MqttTransport {
-    /// The in-flight window: that many publishes go out before the first acknowledgement
-    /// is awaited.
+    /// The whole head: the in-flight window slides over it.
     fn batch_len(&self, head: &[StoredMessage]) -> usize {
-        head.len().min(self.max_in_flight)
+        head.len()
     }
 
+    /// Publishes `batch` through a sliding window of `max_in_flight`: the next message
+    /// goes out as soon as the oldest in flight is acknowledged. (A window sent and then
+    /// awaited whole stalls on brokers that leave Nagle's algorithm on: they hold back
+    /// the later acknowledgements until the agent's delayed ACK; here the next publish
+    /// carries that ACK.) Acknowledgements are taken in order.
     async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
-        let (acks, cut) = self.publish(batch)?;
-        let sent = acks.len();
-        let deadline = tokio::time::Instant::now() + self.ack_timeout;
-        for (acked, ack) in acks.into_iter().enumerate() {
+        let mut window: VecDeque<(Ack, tokio::time::Instant)> = VecDeque::new();
+        let (mut next, mut acked) = (0, 0);
+        // Why publishing stopped short of the batch, if it did.
+        let mut cut = None;
+        loop {
+            while cut.is_none() && next < batch.len() && window.len() < self.max_in_flight {
+                match self.publish_one(&batch[next]) {
+                    Ok(ack) => {
+                        window.push_back((ack, tokio::time::Instant::now() + self.ack_timeout));
+                        next += 1;
+                    }
+                    Err(e) => cut = Some(e),
+                }
+            }
+            let Some((ack, deadline)) = window.pop_front() else {
+                break;
+            };
             let error = match tokio::time::timeout_at(deadline, ack).await {
-                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Ok(()))) => {
+                    acked += 1;
+                    continue;
+                }
                 Ok(Ok(Err(e))) => e,
                 Ok(Err(_)) => DeliveryError::Transient(Failure::ShuttingDown),
                 Err(_) => {
@@ -179,50 +199,41 @@ impl Transport for MqttTransport {
             return Err(Partial { acked, error });
         }
         match cut {
-            Some(error) => Err(Partial { acked: sent, error }),
+            Some(error) => Err(Partial { acked, error }),
             None => Ok(()),
         }
     }
 }
 
-type Acks = Vec<oneshot::Receiver<Result<(), DeliveryError>>>;
+type Ack = oneshot::Receiver<Result<(), DeliveryError>>;
 
 impl MqttTransport {
-    /// Enqueues the publishes of `batch` (while connected, under the lock the driver
-    /// takes on a drop). Returns their acknowledgements and, if it stopped short, why.
-    fn publish(
-        &self,
-        batch: &[StoredMessage],
-    ) -> Result<(Acks, Option<DeliveryError>), DeliveryError> {
-        let mut acks = Vec::with_capacity(batch.len());
+    /// Enqueues one publish (while connected, under the lock the driver takes on a
+    /// drop); its acknowledgement comes through the returned receiver.
+    fn publish_one(&self, message: &StoredMessage) -> Result<Ack, DeliveryError> {
         let mut conn = lock(&self.conn);
         if !conn.connected {
             return Err(DeliveryError::Transient(Failure::NotConnected));
         }
-        for message in batch {
-            let topic = message.topic.as_deref().unwrap_or(&self.fallback_topic);
-            let size = self.packet_size(topic, message);
-            if size > self.max_packet {
-                let max = self.max_packet;
-                let cut = DeliveryError::Permanent(Failure::TooLarge { size, max });
-                return Ok((acks, Some(cut)));
-            }
-            let published = self.client.try_publish(
+        let topic = message.topic.as_deref().unwrap_or(&self.fallback_topic);
+        let size = self.packet_size(topic, message);
+        if size > self.max_packet {
+            let max = self.max_packet;
+            return Err(DeliveryError::Permanent(Failure::TooLarge { size, max }));
+        }
+        self.client
+            .try_publish(
                 topic,
                 self.qos,
                 self.retain,
                 message.payload.clone(),
                 &message.id.to_string(),
                 &message.content_type,
-            );
-            if let Err(e) = published {
-                return Ok((acks, Some(DeliveryError::Transient(Failure::Publish(e)))));
-            }
-            let (tx, rx) = oneshot::channel();
-            conn.enqueued(tx);
-            acks.push(rx);
-        }
-        Ok((acks, None))
+            )
+            .map_err(|e| DeliveryError::Transient(Failure::Publish(Box::new(e))))?;
+        let (tx, rx) = oneshot::channel();
+        conn.enqueued(tx);
+        Ok(rx)
     }
 }
 

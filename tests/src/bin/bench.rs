@@ -27,6 +27,10 @@ fn main() {
         "steady",
         "backlog",
         "disk",
+        "http-small",
+        "http-10",
+        "mqtt-16",
+        "mqtt-delay",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -49,6 +53,10 @@ fn main() {
             "steady" => steady(),
             "backlog" => backlog(),
             "disk" => disk_bounded(),
+            "http-small" => http_small(1, 30_000),
+            "http-10" => http_small(10, 10_000),
+            "mqtt-16" => mqtt_default_window(),
+            "mqtt-delay" => mqtt_delay(),
             other => eprintln!("unknown scenario {other}; known: {all:?}"),
         }
     }
@@ -576,6 +584,21 @@ fn http_batch() {
     );
 }
 
+/// Cameras often post one event per request: `requests` requests of `events` events,
+/// 8 connections. Per-request costs (commit, plugin call, response) dominate.
+fn http_small(events: usize, requests: u64) {
+    let load = Load {
+        requests,
+        events,
+        connections: 8,
+        rate: 0,
+    };
+    http_scenario(
+        &format!("small requests: {requests} x {events} event(s), WASM plugin, HTTP sink"),
+        load,
+    );
+}
+
 /// (d) A fixed 10,000 events/s: latency.
 fn steady() {
     let load = Load {
@@ -594,21 +617,45 @@ fn mqtt_max() {
         "b) mqtt: max rate, WASM plugin, MQTT QoS 1, max_in_flight = 1 (one message = one request of 100 events)",
         "",
         1,
+        None,
+    );
+}
+
+/// (b) with a sliding window of 16 (the default) on a default mosquitto (Nagle on).
+fn mqtt_default_window() {
+    mqtt_scenario(
+        "b'') mqtt: as b), max_in_flight = 16 (sliding), default mosquitto",
+        "",
+        16,
+        None,
     );
 }
 
 /// (b) with 16 publishes in flight, on a mosquitto that disables Nagle's algorithm on
-/// its sockets (`set_tcp_nodelay true`; without it, its PUBACKs after the first of a
-/// window wait for the agent's delayed ACK, ~40 ms a window).
+/// its sockets (`set_tcp_nodelay true`).
 fn mqtt_window() {
     mqtt_scenario(
         "b') mqtt: as b), max_in_flight = 16, mosquitto with set_tcp_nodelay true",
         "set_tcp_nodelay true",
         16,
+        None,
     );
 }
 
-fn mqtt_scenario(name: &str, broker_config: &str, in_flight: usize) {
+/// (b) over a long round trip: a relay delaying each direction by 5 ms, windows of 1
+/// and 16.
+fn mqtt_delay() {
+    for window in [1, 16] {
+        mqtt_scenario(
+            &format!("b-delay) mqtt through a 5 ms (each way) relay, max_in_flight = {window}"),
+            "",
+            window,
+            Some(Duration::from_millis(5)),
+        );
+    }
+}
+
+fn mqtt_scenario(name: &str, broker_config: &str, in_flight: usize, delay: Option<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let broker = outpost_tests::mosquitto::Mosquitto::start(
         dir.path(),
@@ -617,17 +664,78 @@ fn mqtt_scenario(name: &str, broker_config: &str, in_flight: usize) {
     let port = broker.port;
     let tally = Arc::new(Tally::default());
     mqtt_subscriber(port, tally.clone());
+    let agent_port = match delay {
+        Some(d) => delaying_relay(port, d),
+        None => port,
+    };
     let config = bench_config(&format!(
-        "type = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{port}\"\ntopic = \"bench/{{device_id}}\"\nqos = 1\nmax_packet_bytes = 4194304\nmax_in_flight = {in_flight}"
+        "type = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{agent_port}\"\ntopic = \"bench/{{device_id}}\"\nqos = 1\nmax_packet_bytes = 4194304\nmax_in_flight = {in_flight}"
     ));
-    let load = Load {
-        requests: 2000,
-        events: 100,
-        connections: 8,
-        rate: 0,
+    let load = match delay {
+        Some(_) => Load {
+            requests: 2000,
+            events: 10,
+            connections: 8,
+            rate: 0,
+        },
+        None => Load {
+            requests: 2000,
+            events: 100,
+            connections: 8,
+            rate: 0,
+        },
     };
     run_load(name, &config, &tally, load);
     drop(broker);
+}
+
+/// A TCP relay on a free port to 127.0.0.1:`upstream` that holds every chunk for
+/// `delay` in each direction, in order: a long round trip on the loopback interface,
+/// without privileges (no `tc netem`).
+fn delaying_relay(upstream: u16, delay: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            for (from, to) in [(&client, &server), (&server, &client)] {
+                let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                let _ = (from.set_nodelay(true), to.set_nodelay(true));
+                pump(from, to, delay);
+            }
+        }
+    });
+    port
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read.
+fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0; 64 << 10];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send((Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (due, chunk) in rx {
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
 }
 
 fn mqtt_subscriber(port: u16, tally: Arc<Tally>) {
