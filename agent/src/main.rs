@@ -70,26 +70,30 @@ enum DeadLetterAction {
     },
     /// Put dead letters back into their sink's FIFO (all, one sink's, or by id).
     Replay {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(long)]
-        sink: Option<String>,
-        /// A message id (repeatable).
-        #[arg(long = "id")]
-        ids: Vec<String>,
+        #[command(flatten)]
+        which: Which,
     },
     /// Delete dead letters (one sink's, by id, or --all).
     Purge {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(long)]
-        sink: Option<String>,
-        #[arg(long = "id")]
-        ids: Vec<String>,
+        #[command(flatten)]
+        which: Which,
         /// Every dead letter of every sink.
         #[arg(long)]
         all: bool,
     },
+}
+
+/// Which dead letters, of the agent that a config file describes.
+#[derive(clap::Args)]
+struct Which {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Only this sink's.
+    #[arg(long)]
+    sink: Option<String>,
+    /// A message id (repeatable).
+    #[arg(long = "id")]
+    ids: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -147,15 +151,21 @@ fn dead_letter_command(action: DeadLetterAction) -> (PathBuf, DeadLettersCommand
                 json,
             },
         ),
-        DeadLetterAction::Replay { config, sink, ids } => {
-            (config, DeadLettersCommand::Replay { sink, ids })
-        }
-        DeadLetterAction::Purge {
-            config,
-            sink,
-            ids,
-            all,
-        } => (config, DeadLettersCommand::Purge { sink, ids, all }),
+        DeadLetterAction::Replay { which } => (
+            which.config,
+            DeadLettersCommand::Replay {
+                sink: which.sink,
+                ids: which.ids,
+            },
+        ),
+        DeadLetterAction::Purge { which, all } => (
+            which.config,
+            DeadLettersCommand::Purge {
+                sink: which.sink,
+                ids: which.ids,
+                all,
+            },
+        ),
     }
 }
 
