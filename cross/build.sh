@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# Docker-free aarch64 build of the agent (the same binary `cross` builds with Docker):
+# Docker-free ARM release build of the agent (the same binary `cross` builds with
+# Docker), into target/cross/<triple>/release/outpost — where the ARM end-to-end tests,
+# the ARM unit tests in CI and cross/package.sh find it too.
 #
-#   cross/build.sh                 # release, stripped: target/aarch64-unknown-linux-gnu/release/outpost
-#   cross/build.sh --profile qemu  # quicker build for running under qemu
+#   cross/build.sh                                   # aarch64-unknown-linux-gnu
+#   cross/build.sh armv7-unknown-linux-gnueabihf     # 32-bit ARM cameras
+#   cross/build.sh aarch64-unknown-linux-gnu --no-default-features --features runtime-only
 #
-# Needs: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross (and qemu-user to
-# run it: qemu-aarch64 -L /usr/aarch64-linux-gnu target/.../outpost --help).
+# Needs Debian's cross compiler for the target (tests/setup.sh tests installs them):
+# gcc-aarch64-linux-gnu libc6-dev-arm64-cross, or gcc-arm-linux-gnueabihf
+# libc6-dev-armhf-cross; and qemu-user to run the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v aarch64-linux-gnu-gcc >/dev/null || {
-    echo "missing aarch64-linux-gnu-gcc: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross" >&2
+triple=aarch64-unknown-linux-gnu
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+    triple=$1
+    shift
+fi
+case "$triple" in
+aarch64-unknown-linux-gnu) gcc=aarch64-linux-gnu-gcc ;;
+armv7-unknown-linux-gnueabihf) gcc=arm-linux-gnueabihf-gcc ;;
+*) echo "unsupported target $triple" >&2; exit 2 ;;
+esac
+command -v "$gcc" >/dev/null || {
+    echo "missing $gcc: run tests/setup.sh tests (or apt-get install the cross gcc)" >&2
     exit 1
 }
-rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || true
-args=("$@")
-[ ${#args[@]} -eq 0 ] && args=(--release)
-cargo build -p outpost --bin outpost --target aarch64-unknown-linux-gnu "${args[@]}"
+cargo build --release -p outpost --bin outpost --target "$triple" --target-dir target/cross "$@"

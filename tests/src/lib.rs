@@ -2,6 +2,7 @@
 //! and a plain HTTP client, all on 127.0.0.1.
 
 pub mod agent;
+pub mod arm;
 pub mod client;
 pub mod mosquitto;
 pub mod receiver;
