@@ -73,7 +73,15 @@ impl ArmTarget {
         let began = Instant::now();
         let status = Command::new(env!("CARGO"))
             .current_dir(workspace())
-            .args(["build", "--release", "-p", "outpost", "--bin", "outpost", "--target"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "outpost",
+                "--bin",
+                "outpost",
+                "--target",
+            ])
             .arg(self.triple)
             .arg("--target-dir")
             .arg(target_dir())
@@ -82,11 +90,23 @@ impl ArmTarget {
             .status()
             .expect("run cargo");
         assert!(status.success(), "{} cross build failed", self.triple);
-        eprintln!("{} release build: {:.0} s", self.triple, began.elapsed().as_secs_f64());
-        let bin = target_dir().join(self.triple).join("release").join("outpost");
+        eprintln!(
+            "{} release build: {:.0} s",
+            self.triple,
+            began.elapsed().as_secs_f64()
+        );
+        let bin = target_dir()
+            .join(self.triple)
+            .join("release")
+            .join("outpost");
         let elf = std::fs::read(&bin).unwrap();
         assert_eq!(&elf[..4], b"\x7fELF");
-        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), self.e_machine, "e_machine of {}", self.triple);
+        assert_eq!(
+            u16::from_le_bytes([elf[18], elf[19]]),
+            self.e_machine,
+            "e_machine of {}",
+            self.triple
+        );
         bin
     }
 

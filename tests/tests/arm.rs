@@ -36,14 +36,23 @@ url = "{}"
     );
     let started = Instant::now();
     let agent = Agent::start_with(target.launcher(bin), dir.path(), &config);
-    eprintln!("{}: agent ready under qemu in {:.1} s", target.triple, started.elapsed().as_secs_f64());
+    eprintln!(
+        "{}: agent ready under qemu in {:.1} s",
+        target.triple,
+        started.elapsed().as_secs_f64()
+    );
     let plugins = agent.get_json("/v1/plugins");
     assert_eq!(plugins["plugins"][0]["kind"], "wasm");
     assert_eq!(plugins["plugins"][1]["kind"], "native");
 
     for i in 0..5 {
         let body = json!({"handler_id": "h", "account_id": "a", "events": [{"arch": target.triple, "i": i}]});
-        let r = agent.request("POST", "/v1/events", &[("X-Request-Id", &format!("arm-{i}"))], body.to_string().as_bytes());
+        let r = agent.request(
+            "POST",
+            "/v1/events",
+            &[("X-Request-Id", &format!("arm-{i}"))],
+            body.to_string().as_bytes(),
+        );
         assert_eq!(r.status, 202, "{}", r.text());
     }
     let got = receiver.wait_accepted(5, Duration::from_secs(180));
@@ -53,7 +62,10 @@ url = "{}"
     }
     if let Some(pid) = agent.pid() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: ?");
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap_or("VmRSS: ?");
         eprintln!("{}: qemu process (agent + emulator) {rss}", target.triple);
     }
 }

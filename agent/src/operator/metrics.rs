@@ -246,21 +246,22 @@ const PLUGINS: &[Family<LoadedPlugin>] = &[
     ),
 ];
 
+/// Writes a family's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: Kind, help: &str) {
+    let kind = match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 /// Writes `family`'s header and one sample per `(labels, item)`.
 fn write<'a, T: 'a + ?Sized>(
     out: &mut String,
     family: &Family<T>,
     samples: impl IntoIterator<Item = (String, &'a T)>,
 ) {
-    let kind = match family.kind {
-        Kind::Counter => "counter",
-        Kind::Gauge => "gauge",
-    };
-    let _ = writeln!(
-        out,
-        "# HELP {} {}\n# TYPE {} {kind}",
-        family.name, family.help, family.name
-    );
+    header(out, family.name, family.kind, family.help);
     for (labels, item) in samples {
         let _ = writeln!(out, "{}{labels} {}", family.name, (family.value)(item));
     }
@@ -268,13 +269,28 @@ fn write<'a, T: 'a + ?Sized>(
 
 pub fn metrics(api: &Api) -> Response<Body> {
     let mut out = String::with_capacity(4096);
+    agent(&mut out, api);
+    sinks(&mut out, api);
+    plugins(&mut out, api);
+    text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out,
+    )
+}
+
+/// The agent-wide families, the storage state and the requests by status.
+fn agent(out: &mut String, api: &Api) {
     for family in AGENT {
-        write(&mut out, family, [(String::new(), api)]);
+        write(out, family, [(String::new(), api)]);
     }
     let state = api.status.queue.storage().state;
-    let _ = writeln!(
+    let name = "outpost_storage_state";
+    header(
         out,
-        "# HELP outpost_storage_state The storage state (1 for the current one).\n# TYPE outpost_storage_state gauge"
+        name,
+        Gauge,
+        "The storage state (1 for the current one).",
     );
     for s in [
         StorageState::Ok,
@@ -284,22 +300,19 @@ pub fn metrics(api: &Api) -> Response<Body> {
     ] {
         let _ = writeln!(
             out,
-            "outpost_storage_state{{state=\"{}\"}} {}",
+            "{name}{{state=\"{}\"}} {}",
             s.as_str(),
             u64::from(s == state)
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP outpost_http_requests_total HTTP requests by status.\n# TYPE outpost_http_requests_total counter"
-    );
+    let name = "outpost_http_requests_total";
+    header(out, name, Counter, "HTTP requests by status.");
     for (status, n) in api.counters.by_status() {
-        let _ = writeln!(
-            out,
-            "outpost_http_requests_total{{status=\"{status}\"}} {n}"
-        );
+        let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
     }
+}
 
+fn sinks(out: &mut String, api: &Api) {
     let sinks: Vec<(String, SinkView)> = api
         .status
         .sinks()
@@ -313,21 +326,17 @@ pub fn metrics(api: &Api) -> Response<Body> {
         })
         .collect();
     for family in SINKS {
-        write(&mut out, family, sinks.iter().map(|(l, s)| (l.clone(), s)));
+        write(out, family, sinks.iter().map(|(l, s)| (l.clone(), s)));
     }
+}
 
+fn plugins(out: &mut String, api: &Api) {
     let host = api.pipeline.plugins();
-    let plugins = host.plugins();
     for family in PLUGINS {
-        let samples = plugins.iter().map(|p| {
+        let samples = host.plugins().iter().map(|p| {
             let labels = format!("{{plugin=\"{}\",kind=\"{}\"}}", p.name, p.kind().as_str());
             (labels, &**p)
         });
-        write(&mut out, family, samples);
+        write(out, family, samples);
     }
-    text(
-        StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
-        out,
-    )
 }

@@ -1,9 +1,14 @@
+//! The queue against a real database in a temporary directory.
+
+mod dead;
+mod storage;
+
 use outpost_pdk::Message;
 
 use super::*;
 use crate::config::{QueueConfig, WhenFull};
 
-fn config(max_bytes: u64, when_full: WhenFull) -> QueueConfig {
+pub(super) fn config(max_bytes: u64, when_full: WhenFull) -> QueueConfig {
     QueueConfig {
         max_bytes,
         when_full,
@@ -12,11 +17,11 @@ fn config(max_bytes: u64, when_full: WhenFull) -> QueueConfig {
     }
 }
 
-fn message(sink: &str, body: &str) -> Message {
+pub(super) fn message(sink: &str, body: &str) -> Message {
     Message::text(sink, body)
 }
 
-fn bodies(queue: &Queue, sink: &str) -> Vec<String> {
+pub(super) fn bodies(queue: &Queue, sink: &str) -> Vec<String> {
     let sink = queue.sink(sink).unwrap();
     queue
         .peek(&sink, 1000, usize::MAX)
@@ -126,31 +131,6 @@ async fn drop_oldest_when_full_counts_drops() {
     // A batch larger than the whole queue is refused, not allowed to empty it.
     assert!(q.insert(&[message("a", &"y".repeat(5000))]).is_err());
     assert_eq!(q.stats().depth, 3);
-}
-
-#[tokio::test]
-async fn dead_letter_moves_and_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
-    let ins = q
-        .insert(&[message("a", "bad"), message("a", "good")])
-        .unwrap();
-    q.commit(ins).await.unwrap();
-    let a = &q.sink("a").unwrap();
-    let head = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
-    q.dead_letter(a, &head, "400 Bad Request", Some(400))
-        .unwrap();
-    assert_eq!(bodies(&q, "a"), ["good"]);
-    assert_eq!(a.dead_letters(), 1);
-    let dead = q.dead_letters(&DeadSelection::default(), 10, true).unwrap();
-    assert_eq!(dead[0].reason, "400 Bad Request");
-    assert_eq!(dead[0].status, Some(400));
-    assert_eq!(dead[0].sink, "a");
-    assert_eq!(dead[0].id, head.id);
-    assert_eq!(dead[0].payload.as_deref(), Some(&b"bad"[..]));
-    drop(q);
-    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
-    assert_eq!(q.sink("a").unwrap().dead_letters(), 1, "rebuilt at start");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,179 +250,4 @@ async fn commits_gather_announced_writers_and_never_wait_for_one_that_gave_up() 
     rb.unwrap();
     assert!((1..=2).contains(&(q.stats().flushes - before)));
     assert_eq!(bodies(&q, "a"), ["alone", "1", "2", "3"]);
-}
-
-#[tokio::test]
-async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
-    let big = "b".repeat(1000);
-    let ins = q
-        .insert(&[message("a", "kept"), message("a", &big)])
-        .unwrap();
-    q.commit(ins).await.unwrap();
-    let head = q
-        .peek(&q.sink("a").unwrap(), 1, usize::MAX)
-        .unwrap()
-        .messages
-        .remove(0);
-
-    q.simulate_disk_failure();
-    let e = q.insert(&[message("a", "refused")]).err().expect("refused");
-    assert!(e.is_out_of_space(), "{e}");
-    assert!(
-        q.ack(&q.sink("a").unwrap(), &head).is_err(),
-        "deletes wait too"
-    );
-    assert_eq!(q.storage().state, StorageState::Failed);
-
-    q.core.maintain(&mut maintain::Maintenance::default());
-    assert_eq!(q.storage().state, StorageState::Ok);
-    assert_eq!(q.storage().reopens, 1);
-    assert_eq!(
-        bodies(&q, "a"),
-        ["kept", big.as_str()],
-        "everything committed is there"
-    );
-    assert_eq!(q.stats().depth, 2, "counters rebuilt");
-    let ins = q.insert(&[message("a", "after")]).unwrap();
-    q.commit(ins).await.unwrap();
-    let ids: Vec<_> = q
-        .peek(&q.sink("a").unwrap(), 10, usize::MAX)
-        .unwrap()
-        .messages
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert!(ids[2] > ids[1], "ids keep growing across the reopen");
-}
-
-#[tokio::test]
-async fn compaction_keeps_every_record_and_gives_space_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), &config(256 << 20, WhenFull::Reject), ["a"]).unwrap();
-    let a = &q.sink("a").unwrap();
-    for chunk in 0..40 {
-        let messages: Vec<_> = (0..500)
-            .map(|i| message("a", &format!("{chunk}-{i}-{}", "p".repeat(100))))
-            .collect();
-        let ins = q.insert(&messages).unwrap();
-        q.commit(ins).await.unwrap();
-    }
-    let head: Vec<_> = q.peek(a, 19_990, usize::MAX).unwrap().messages;
-    for m in &head {
-        q.ack(a, m).unwrap();
-    }
-    let bad = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
-    q.dead_letter(a, &bad, "refused", Some(400)).unwrap();
-    let kv = q.kv_stores().open("plugin", 1 << 20).unwrap();
-    kv.set("state", b"kept").unwrap();
-    q.flush_blocking().unwrap();
-    let db = || {
-        std::fs::metadata(dir.path().join("queue/db"))
-            .unwrap()
-            .len()
-    };
-    let (before, remaining) = (db(), bodies(&q, "a"));
-    assert_eq!(remaining.len(), 9);
-
-    q.core.compact(before).unwrap();
-    assert!(db() * 4 < before, "{} -> {}", before, db());
-    assert_eq!(bodies(&q, "a"), remaining);
-    assert_eq!(a.depth(), 9);
-    assert_eq!(a.dead_letters(), 1);
-    assert_eq!(kv.get("state").unwrap().as_deref(), Some(&b"kept"[..]));
-    let ins = q.insert(&[message("a", "new")]).unwrap();
-    q.commit(ins).await.unwrap();
-    let ids: Vec<_> = q
-        .peek(a, 20, usize::MAX)
-        .unwrap()
-        .messages
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert!(
-        ids.windows(2).all(|w| w[0] < w[1]),
-        "order and ids survive: {ids:?}"
-    );
-    drop((kv, q));
-    let q = Queue::open(dir.path(), &config(256 << 20, WhenFull::Reject), ["a"]).unwrap();
-    assert_eq!(q.stats().depth, 10, "and a restart");
-}
-
-#[tokio::test]
-async fn dead_letters_are_replayed_into_their_fifo_or_purged() {
-    let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a", "b"]).unwrap();
-    let big = "z".repeat(2000);
-    let ins = q
-        .insert(&[
-            message("a", "one"),
-            message("a", &big),
-            message("b", "three"),
-            message("a", "tail"),
-        ])
-        .unwrap();
-    q.commit(ins).await.unwrap();
-    let (a, b) = (&q.sink("a").unwrap(), &q.sink("b").unwrap());
-    let refuse = |sink: &SinkQueue| {
-        let m = q.peek(sink, 1, usize::MAX).unwrap().messages.remove(0);
-        q.dead_letter(sink, &m, "no", None).unwrap();
-        m.id
-    };
-    let (one, two, three) = (refuse(a), refuse(a), refuse(b));
-    assert_eq!((a.dead_letters(), b.dead_letters()), (2, 1));
-    assert_eq!(q.stats().depth, 1);
-
-    let just_two = DeadSelection {
-        ids: Some([two].into()),
-        ..DeadSelection::default()
-    };
-    assert_eq!(q.replay_dead(&just_two).unwrap(), 1);
-    assert_eq!(
-        bodies(&q, "a"),
-        ["tail", big.as_str()],
-        "back at the tail of its FIFO"
-    );
-    let replayed = q.peek(a, 2, usize::MAX).unwrap().messages;
-    assert_eq!(replayed[1].id, two, "with its id");
-    assert_eq!(a.dead_letters(), 1);
-
-    let only_b = DeadSelection {
-        sink: Some("b".into()),
-        ..DeadSelection::default()
-    };
-    let listed = q.dead_letters(&only_b, 10, false).unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(
-        (listed[0].id, listed[0].size, listed[0].payload.is_none()),
-        (three, 5, true)
-    );
-    assert_eq!(q.purge_dead(&only_b).unwrap(), 1);
-    assert_eq!(b.dead_letters(), 0);
-    let left = q.dead_letters(&DeadSelection::default(), 10, true).unwrap();
-    assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), [one]);
-    drop(q);
-    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a", "b"]).unwrap();
-    assert_eq!(
-        q.sink("a").unwrap().dead_letters(),
-        1,
-        "counted again after a restart"
-    );
-    assert_eq!(q.stats().depth, 2);
-}
-
-#[tokio::test]
-async fn the_disk_reserve_refuses_new_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(1 << 20, WhenFull::Reject);
-    c.min_free_bytes = Some(u64::MAX / 2);
-    let q = Queue::open(dir.path(), &c, ["a"]).unwrap();
-    let e = q.insert(&[message("a", "x")]).err().expect("refused");
-    assert!(
-        matches!(e, QueueError::DiskFull { .. }) && e.is_out_of_space(),
-        "{e}"
-    );
-    assert_eq!(q.storage().state, StorageState::Full);
-    assert_eq!(q.stats().depth, 0);
 }
