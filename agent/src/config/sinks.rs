@@ -1,11 +1,11 @@
 //! `[sinks.<name>]`: where messages go. Every sink has the delivery keys
 //! ([`DeliveryConfig`]); the rest depends on its `type`.
 
+mod http;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::HeaderMap;
 use serde::{Deserialize, Deserializer};
 
 use super::de::{self, Ctx};
@@ -14,8 +14,8 @@ use super::mqtt::{self, MqttConnection};
 use super::retry::RetryConfig;
 use super::ConfigError;
 
-/// Most messages in one batched POST (the delivery loop holds a batch in memory).
-pub const HTTP_MAX_BATCH: usize = 1000;
+pub use http::{Compression, HttpProxy, HttpSinkConfig, HTTP_MAX_BATCH};
+
 /// Largest in-flight window of an MQTT sink (rumqttc's request channel holds it).
 pub const MQTT_MAX_IN_FLIGHT: usize = 64;
 
@@ -60,7 +60,7 @@ impl SinkConfig {
         let delivery = de::split::<DeliveryConfig>(&mut table);
         let delivery: DeliveryConfig = ctx.typed(key, toml::Value::Table(delivery))?;
         let kind = match kind.as_str() {
-            "http" => SinkKind::Http(ctx.typed(key, toml::Value::Table(table))?),
+            "http" => SinkKind::Http(http::parse(ctx, env, key, table)?),
             "file" => SinkKind::File(ctx.typed(key, toml::Value::Table(table))?),
             "mqtt" => {
                 let (connection, role): (_, MqttSinkRole) =
@@ -88,7 +88,8 @@ impl SinkConfig {
     pub(super) fn check_files(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
         match &self.kind {
             SinkKind::Mqtt(m) => m.connection.tls.check(ctx, key),
-            SinkKind::Http(_) | SinkKind::File(_) => Ok(()),
+            SinkKind::Http(h) => h.tls.check(ctx, key),
+            SinkKind::File(_) => Ok(()),
         }
     }
 
@@ -118,81 +119,6 @@ impl SinkConfig {
             SinkKind::Mqtt(m) => Some(&m.topic),
             SinkKind::Http(_) | SinkKind::File(_) => None,
         }
-    }
-}
-
-/// `type = "http"`: POSTs to a URL.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSinkConfig {
-    #[serde(deserialize_with = "http_url")]
-    pub url: hyper::Uri,
-    #[serde(
-        rename = "timeout_ms",
-        default = "default_http_timeout",
-        deserialize_with = "de::positive_millis"
-    )]
-    pub timeout: Duration,
-    /// Extra headers on every request (e.g. an API key).
-    #[serde(default, deserialize_with = "header_map")]
-    pub headers: HeaderMap,
-    /// Messages per POST. 1 (the default) posts each message as it is; more posts a
-    /// JSON array of the messages (see the README), which receivers with a bulk
-    /// endpoint take far faster.
-    #[serde(default = "one", deserialize_with = "batch_messages")]
-    pub batch_max_messages: usize,
-    /// Upper bound of a batched POST's body; a single larger message still goes alone.
-    #[serde(default = "default_batch_bytes", deserialize_with = "de::positive")]
-    pub batch_max_bytes: usize,
-}
-
-fn default_http_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn one() -> usize {
-    1
-}
-fn default_batch_bytes() -> usize {
-    1 << 20
-}
-
-fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<hyper::Uri, D::Error> {
-    use serde::de::Error;
-    let text = String::deserialize(d)?;
-    let url = url::Url::parse(&text).map_err(|e| Error::custom(format!("`{text}`: {e}")))?;
-    if url.scheme() != "http" {
-        return Err(Error::custom(format!(
-            "scheme `{}` is not supported (use http://)",
-            url.scheme()
-        )));
-    }
-    if url.host_str().is_none() {
-        return Err(Error::custom(format!("`{text}` has no host")));
-    }
-    url.as_str()
-        .parse()
-        .map_err(|e| Error::custom(format!("`{text}`: {e}")))
-}
-
-fn header_map<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderMap, D::Error> {
-    use serde::de::Error;
-    let mut map = HeaderMap::new();
-    for (name, value) in std::collections::BTreeMap::<String, String>::deserialize(d)? {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| Error::custom(format!("`{name}` is not a valid HTTP header name")))?;
-        let value = HeaderValue::from_str(&value)
-            .map_err(|_| Error::custom(format!("the value of `{name}` is not a valid header")))?;
-        map.insert(name, value);
-    }
-    Ok(map)
-}
-
-fn batch_messages<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    match usize::deserialize(d)? {
-        n @ 1..=HTTP_MAX_BATCH => Ok(n),
-        _ => Err(serde::de::Error::custom(format!(
-            "must be between 1 and {HTTP_MAX_BATCH}"
-        ))),
     }
 }
 
@@ -242,6 +168,9 @@ struct MqttSinkRole {
     max_in_flight: usize,
 }
 
+fn one() -> usize {
+    1
+}
 fn yes() -> bool {
     true
 }
