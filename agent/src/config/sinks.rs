@@ -37,7 +37,7 @@ pub struct DeliveryConfig {
 /// What kind of remote side a sink talks to.
 #[derive(Debug, Clone)]
 pub enum SinkKind {
-    Http(HttpSinkConfig),
+    Http(Box<HttpSinkConfig>),
     File(FileSinkConfig),
     Mqtt(Box<MqttSinkConfig>),
 }
@@ -60,7 +60,7 @@ impl SinkConfig {
         let delivery = de::split::<DeliveryConfig>(&mut table);
         let delivery: DeliveryConfig = ctx.typed(key, toml::Value::Table(delivery))?;
         let kind = match kind.as_str() {
-            "http" => SinkKind::Http(http::parse(ctx, env, key, table)?),
+            "http" => SinkKind::Http(Box::new(http::parse(ctx, env, key, table)?)),
             "file" => SinkKind::File(ctx.typed(key, toml::Value::Table(table))?),
             "mqtt" => {
                 let (connection, role): (_, MqttSinkRole) =
