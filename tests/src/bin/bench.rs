@@ -279,17 +279,34 @@ fn drive_load(
     rate: u64,
     body: &Arc<Vec<u8>>,
 ) -> (u64, u64, Duration) {
+    drive_varied_load(
+        addr,
+        connections,
+        total,
+        rate,
+        &Arc::new(vec![body.to_vec()]),
+    )
+}
+
+/// [`drive_load`] with request `n` posting `bodies[n % bodies.len()]`.
+fn drive_varied_load(
+    addr: SocketAddr,
+    connections: usize,
+    total: u64,
+    rate: u64,
+    bodies: &Arc<Vec<Vec<u8>>>,
+) -> (u64, u64, Duration) {
     let sent = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let began = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|_| {
-            let (sent, accepted, rejected, body) = (
+            let (sent, accepted, rejected, bodies) = (
                 sent.clone(),
                 accepted.clone(),
                 rejected.clone(),
-                body.clone(),
+                bodies.clone(),
             );
             std::thread::spawn(move || {
                 let mut conn = Conn::open(addr);
@@ -305,7 +322,8 @@ fn drive_load(
                         }
                     }
                     let id = format!("X-Request-Id: r{}-{}\r\n", now_ns(), n);
-                    match conn.send("POST", "/v1/events", &id, &body) {
+                    let body = &bodies[n as usize % bodies.len()];
+                    match conn.send("POST", "/v1/events", &id, body) {
                         202 => accepted.fetch_add(1, Ordering::Relaxed),
                         _ => rejected.fetch_add(1, Ordering::Relaxed),
                     };

@@ -13,11 +13,12 @@ const GZIP_LEVEL: u32 = 6;
 /// zstd level: the library's default; gzip-6's ratio for a fraction of its CPU.
 const ZSTD_LEVEL: i32 = 3;
 
-/// Bodies at least this large are compressed on the blocking pool, so a big batch
-/// (≈ 1 ms of gzip per 100 KB on x86, several times that on a small ARM core) does
-/// not hold up the reactor thread; smaller ones are cheaper to compress in place than
-/// to hand over.
-const OFF_REACTOR: usize = 128 * 1024;
+/// Bodies at least this large are compressed on the blocking pool, so that a batch
+/// does not hold up the reactor thread: gzip-6 takes 7-20 µs per KiB of seed-shaped
+/// JSON on x86 (more per KiB for larger bodies; several times that on a small ARM
+/// core), zstd-3 2-4 µs (BENCHMARKS.md). A single message (a few KiB, well under
+/// 0.5 ms) is cheaper to compress in place than to hand over.
+const OFF_REACTOR: usize = 32 * 1024;
 
 /// `parts` as the body to send: unchanged for [`Compression::None`], else joined and
 /// compressed into one buffer.
