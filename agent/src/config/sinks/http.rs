@@ -243,7 +243,7 @@ fn proxy_for(
 }
 
 /// `text` with the user and password of a URL replaced by `***`, for messages.
-pub(crate) fn without_credentials(text: &str) -> String {
+fn without_credentials(text: &str) -> String {
     let start = text.find("://").map_or(0, |i| i + 3);
     let end = text[start..].find('/').map_or(text.len(), |i| start + i);
     match text[start..end].rfind('@') {
