@@ -64,7 +64,22 @@ pub struct Agent {
     pub dir: PathBuf,
     pub config: PathBuf,
     log: PathBuf,
+    /// Variables set for the agent (kept across restarts).
+    env: Vec<(String, String)>,
 }
+
+/// Proxy variables of the test's own environment, never passed on: a developer's proxy
+/// must not carry the agent's traffic to 127.0.0.1 receivers. Tests set them explicitly.
+const PROXY_VARS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 
 impl Agent {
     /// Writes `config` to `<dir>/outpost.toml` and starts the agent on it. `{LISTEN}`,
@@ -76,9 +91,15 @@ impl Agent {
 
     /// [`Agent::start`] through `launcher`.
     pub fn start_with(launcher: Launcher, dir: &Path, config: &str) -> Agent {
+        Self::start_env(launcher, dir, config, &[])
+    }
+
+    /// [`Agent::start_with`], with environment variables `env` set for the agent.
+    pub fn start_env(launcher: Launcher, dir: &Path, config: &str, env: &[(&str, &str)]) -> Agent {
         let addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().unwrap();
         let path = write_config(dir, config, addr);
-        let agent = Self::spawn_with(launcher, dir, path, addr);
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let agent = Self::spawn_with(launcher, dir, path, addr, env.collect());
         agent.wait_ready();
         agent
     }
@@ -102,12 +123,19 @@ impl Agent {
             &self.dir,
             self.config.clone(),
             self.addr,
+            std::mem::take(&mut self.env),
         );
         *self = next;
         self.wait_ready();
     }
 
-    fn spawn_with(launcher: Launcher, dir: &Path, config: PathBuf, addr: SocketAddr) -> Agent {
+    fn spawn_with(
+        launcher: Launcher,
+        dir: &Path,
+        config: PathBuf,
+        addr: SocketAddr,
+        env: Vec<(String, String)>,
+    ) -> Agent {
         let log = dir.join(format!(
             "agent-{}.log",
             std::time::SystemTime::now()
@@ -115,8 +143,12 @@ impl Agent {
                 .unwrap()
                 .as_nanos()
         ));
-        let child = launcher
-            .command()
+        let mut command = launcher.command();
+        for var in PROXY_VARS {
+            command.env_remove(var);
+        }
+        let child = command
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["run", "--config"])
             .arg(&config)
             .current_dir(dir)
@@ -134,6 +166,7 @@ impl Agent {
             dir: dir.to_owned(),
             config,
             log,
+            env,
         }
     }
 

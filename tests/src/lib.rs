@@ -1,10 +1,13 @@
-//! Harness for the end-to-end tests: the real `outpost` binary, a real HTTP receiver
-//! and a plain HTTP client, all on 127.0.0.1.
+//! Harness for the end-to-end tests: the real `outpost` binary, a real HTTP(S)
+//! receiver, a plain HTTP client, mosquitto, tinyproxy and test certificates, all on
+//! 127.0.0.1.
 
 pub mod agent;
 pub mod arm;
+pub mod certs;
 pub mod client;
 pub mod mosquitto;
+pub mod proxy;
 pub mod receiver;
 
 use std::net::TcpListener;

@@ -1,12 +1,18 @@
-//! A real HTTP receiver (std threads, keep-alive) that records what it is sent and
+//! A real HTTP(S) receiver (std threads, keep-alive) that records what it is sent and
 //! answers with a status chosen per request by the test.
+//!
+//! Over TLS it is a rustls server (`Receiver::start_tls*`), optionally demanding a
+//! client certificate. Bodies sent with `Content-Encoding: gzip | zstd` are decoded;
+//! the size on the wire is kept next to them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -14,7 +20,14 @@ pub struct Received {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The body, decoded if it came with a `Content-Encoding` the receiver knows.
     pub body: Vec<u8>,
+    /// The body's size on the wire (compressed, if it was).
+    pub wire_len: usize,
+    /// Which connection it came on (numbered from 0 in accept order).
+    pub connection: usize,
+    /// The server name the client asked for (TLS SNI).
+    pub sni: Option<String>,
 }
 
 impl Received {
@@ -43,11 +56,13 @@ struct Inner {
     all: Mutex<Vec<Received>>,
     respond: Box<Responder>,
     stop: AtomicBool,
+    connections: AtomicUsize,
 }
 
 /// A running receiver.
 pub struct Receiver {
     pub addr: SocketAddr,
+    tls: bool,
     inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
 }
@@ -63,23 +78,43 @@ impl Receiver {
         port: u16,
         respond: impl Fn(&Received) -> u16 + Send + Sync + 'static,
     ) -> Receiver {
+        Self::listen(port, None, Box::new(respond))
+    }
+
+    /// HTTPS with `tls`, answering 200 to everything, on a free port.
+    pub fn start_tls(tls: Arc<ServerConfig>) -> Receiver {
+        Self::start_tls_on(0, tls, |_| 200)
+    }
+
+    /// HTTPS with `tls`, answering `respond(request)`, on `port` (0: any free port).
+    pub fn start_tls_on(
+        port: u16,
+        tls: Arc<ServerConfig>,
+        respond: impl Fn(&Received) -> u16 + Send + Sync + 'static,
+    ) -> Receiver {
+        Self::listen(port, Some(tls), Box::new(respond))
+    }
+
+    fn listen(port: u16, tls: Option<Arc<ServerConfig>>, respond: Box<Responder>) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let inner = Arc::new(Inner {
             accepted: Mutex::new(Vec::new()),
             all: Mutex::new(Vec::new()),
-            respond: Box::new(respond),
+            respond,
             stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
         });
         let shared = Arc::clone(&inner);
+        let is_tls = tls.is_some();
         let thread = std::thread::spawn(move || {
             let mut connections = Vec::new();
             while !shared.stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let shared = Arc::clone(&shared);
-                        connections.push(std::thread::spawn(move || serve(stream, &shared)));
+                        let (shared, tls) = (Arc::clone(&shared), tls.clone());
+                        connections.push(std::thread::spawn(move || accept(stream, tls, &shared)));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -90,14 +125,16 @@ impl Receiver {
         });
         Receiver {
             addr,
+            tls: is_tls,
             inner,
             thread: Some(thread),
         }
     }
 
-    /// `http://127.0.0.1:<port>/<path>`
+    /// `http(s)://127.0.0.1:<port>/<path>`
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/{}", self.addr, path.trim_start_matches('/'))
     }
 
     /// Requests answered with 2xx so far.
@@ -108,6 +145,11 @@ impl Receiver {
     /// All requests so far.
     pub fn all(&self) -> Vec<Received> {
         self.inner.all.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far (including those whose TLS handshake failed).
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `n` requests were accepted.
@@ -137,15 +179,52 @@ impl Drop for Receiver {
     }
 }
 
-fn serve(stream: TcpStream, inner: &Inner) {
+/// A connection the receiver reads requests from: plain TCP or TLS over it.
+trait Wire: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+    fn sni(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Wire for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Wire for StreamOwned<ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+    fn sni(&self) -> Option<String> {
+        self.conn.server_name().map(str::to_owned)
+    }
+}
+
+fn accept(stream: TcpStream, tls: Option<Arc<ServerConfig>>, inner: &Inner) {
+    let id = inner.connections.fetch_add(1, Ordering::Relaxed);
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let mut writer = stream.try_clone().unwrap();
+    match tls {
+        None => serve(stream, id, inner),
+        Some(config) => {
+            let conn = ServerConnection::new(config).expect("TLS server connection");
+            serve(StreamOwned::new(conn, stream), id, inner);
+        }
+    }
+}
+
+fn serve<S: Wire>(stream: S, connection: usize, inner: &Inner) {
     let mut reader = BufReader::new(stream);
     loop {
         let request = match read_request(&mut reader, inner) {
-            Some(r) => r,
+            Some(mut r) => {
+                r.connection = connection;
+                r.sni = reader.get_ref().sni();
+                r
+            }
             None => return,
         };
         let status = (inner.respond)(&request);
@@ -156,14 +235,20 @@ fn serve(stream: TcpStream, inner: &Inner) {
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        let writer = reader.get_mut();
+        if writer
+            .write_all(response.as_bytes())
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
             return;
         }
     }
 }
 
-/// Reads one request; `None` when the connection closed or the receiver stops.
-fn read_request(reader: &mut BufReader<TcpStream>, inner: &Inner) -> Option<Received> {
+/// Reads one request; `None` when the connection closed (or its TLS handshake failed)
+/// or the receiver stops.
+fn read_request<S: Wire>(reader: &mut BufReader<S>, inner: &Inner) -> Option<Received> {
     let mut line = String::new();
     // Wait for the request line, checking for shutdown between read timeouts.
     loop {
@@ -183,10 +268,8 @@ fn read_request(reader: &mut BufReader<TcpStream>, inner: &Inner) -> Option<Rece
             Err(_) => return None,
         }
     }
-    reader
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
+    let timeout = |reader: &BufReader<S>, t| reader.get_ref().tcp().set_read_timeout(Some(t));
+    timeout(reader, Duration::from_secs(10)).ok()?;
     let mut parts = line.split_whitespace();
     let method = parts.next()?.to_owned();
     let path = parts.next()?.to_owned();
@@ -201,21 +284,43 @@ fn read_request(reader: &mut BufReader<TcpStream>, inner: &Inner) -> Option<Rece
         let (k, v) = h.split_once(':')?;
         headers.push((k.trim().to_owned(), v.trim().to_owned()));
     }
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    reader
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .ok()?;
+    let mut raw = vec![0; length];
+    reader.read_exact(&mut raw).ok()?;
+    timeout(reader, Duration::from_millis(50)).ok()?;
+    let wire_len = raw.len();
+    let body = decode(header("content-encoding"), raw);
     Some(Received {
         method,
         path,
         headers,
         body,
+        wire_len,
+        connection: 0,
+        sni: None,
     })
+}
+
+/// `raw` decoded per `Content-Encoding` (gzip, zstd); unchanged otherwise, or if it
+/// does not decode (the test then sees the bytes that came).
+pub fn decode(encoding: Option<&str>, raw: Vec<u8>) -> Vec<u8> {
+    let decoded = match encoding {
+        Some("gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .map(|_| out)
+        }
+        Some("zstd") => zstd::stream::decode_all(&raw[..]),
+        _ => return raw,
+    };
+    decoded.unwrap_or(raw)
 }

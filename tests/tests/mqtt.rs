@@ -1,10 +1,10 @@
 //! End to end over MQTT: the real agent against a real mosquitto on free ports.
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use outpost_tests::agent::Agent;
+use outpost_tests::certs::Certs;
 use outpost_tests::mosquitto::{Mosquitto, MqttMessage, Subscriber};
 use outpost_tests::receiver::Receiver;
 use outpost_tests::wait_for;
@@ -216,88 +216,12 @@ fn oversize_message_is_dead_lettered_while_the_others_flow() {
     );
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A test CA, a server certificate for 127.0.0.1 and a client certificate.
-fn make_certs(dir: &std::path::Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Outpost Test CA",
-        ],
-    );
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.crt"),
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-            ],
-        );
-    }
-}
-
 #[test]
 fn mqtts_with_a_test_ca_and_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    make_certs(&certs);
+    let certs = Certs::generate(&dir.path().join("certs"));
     let tls_port = outpost_tests::free_port();
-    let c = |f: &str| certs.join(f).display().to_string();
+    let c = |f: &str| certs.path(f);
     let broker = Mosquitto::start(
         dir.path(),
         &format!(

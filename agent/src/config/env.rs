@@ -57,6 +57,14 @@ impl Env {
         self.var(name).filter(|v| !v.is_empty())
     }
 
+    /// The first of `names` that is set and not empty, with its value (for variables
+    /// with several spellings, such as `HTTPS_PROXY` and `https_proxy`).
+    pub fn first_non_empty(&self, names: &[&'static str]) -> Option<(&'static str, &str)> {
+        names
+            .iter()
+            .find_map(|name| Some((*name, self.non_empty(name)?)))
+    }
+
     /// The machine's host name, if known.
     pub fn hostname(&self) -> Option<&str> {
         self.hostname.as_deref()

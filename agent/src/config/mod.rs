@@ -33,6 +33,7 @@ pub use mqtt::{BrokerAddr, MqttConnection, MqttProtocol, QoS, TlsFiles};
 pub use plugins::{PluginsConfig, SandboxConfig};
 pub use queue::{QueueConfig, WhenFull};
 pub use retry::RetryConfig;
+pub use sinks::{Compression, HttpProxy};
 pub use sinks::{
     DeliveryConfig, FileSinkConfig, HttpSinkConfig, MqttSinkConfig, SinkConfig, SinkKind,
     HTTP_MAX_BATCH, MQTT_MAX_IN_FLIGHT,

@@ -1,11 +1,11 @@
 //! `[sinks.<name>]`: where messages go. Every sink has the delivery keys
 //! ([`DeliveryConfig`]); the rest depends on its `type`.
 
+mod http;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::HeaderMap;
 use serde::{Deserialize, Deserializer};
 
 use super::de::{self, Ctx};
@@ -14,8 +14,8 @@ use super::mqtt::{self, MqttConnection};
 use super::retry::RetryConfig;
 use super::ConfigError;
 
-/// Most messages in one batched POST (the delivery loop holds a batch in memory).
-pub const HTTP_MAX_BATCH: usize = 1000;
+pub use http::{Compression, HttpProxy, HttpSinkConfig, HTTP_MAX_BATCH};
+
 /// Largest in-flight window of an MQTT sink (rumqttc's request channel holds it).
 pub const MQTT_MAX_IN_FLIGHT: usize = 64;
 
@@ -24,9 +24,9 @@ pub const MQTT_MAX_IN_FLIGHT: usize = 64;
 pub struct SinkConfig {
     pub delivery: DeliveryConfig,
     pub kind: SinkKind,
-    /// The sink's table as written (`${VAR}` expanded): a reload restarts a sink only
-    /// if this changed.
-    pub written: toml::Table,
+    /// A fingerprint of the sink's table as written (`${VAR}` expanded): a reload
+    /// restarts a sink only if it changed. (Not the table itself: it may hold secrets.)
+    pub written: u64,
 }
 
 /// The keys every sink has: how its delivery loop retries, and when it gives a message
@@ -49,7 +49,7 @@ pub struct DeliveryConfig {
 /// What kind of remote side a sink talks to.
 #[derive(Debug, Clone)]
 pub enum SinkKind {
-    Http(HttpSinkConfig),
+    Http(Box<HttpSinkConfig>),
     File(FileSinkConfig),
     Mqtt(Box<MqttSinkConfig>),
 }
@@ -62,7 +62,7 @@ impl SinkConfig {
         key: &str,
         mut table: toml::Table,
     ) -> Result<SinkConfig, ConfigError> {
-        let written = table.clone();
+        let written = fingerprint(&table);
         let kind = match table.remove("type") {
             Some(toml::Value::String(kind)) => kind,
             Some(_) => return Err(ctx.error(format!("{key}.type"), "must be a string")),
@@ -73,7 +73,7 @@ impl SinkConfig {
         let delivery = de::split::<DeliveryConfig>(&mut table);
         let delivery: DeliveryConfig = ctx.typed(key, toml::Value::Table(delivery))?;
         let kind = match kind.as_str() {
-            "http" => SinkKind::Http(ctx.typed(key, toml::Value::Table(table))?),
+            "http" => SinkKind::Http(Box::new(http::parse(ctx, env, key, table)?)),
             "file" => SinkKind::File(ctx.typed(key, toml::Value::Table(table))?),
             "mqtt" => {
                 let (connection, role): (_, MqttSinkRole) =
@@ -105,7 +105,8 @@ impl SinkConfig {
     pub(super) fn check_files(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
         match &self.kind {
             SinkKind::Mqtt(m) => m.connection.tls.check(ctx, key),
-            SinkKind::Http(_) | SinkKind::File(_) => Ok(()),
+            SinkKind::Http(h) => h.tls.check(ctx, key),
+            SinkKind::File(_) => Ok(()),
         }
     }
 
@@ -139,87 +140,20 @@ impl SinkConfig {
     }
 }
 
-/// `type = "http"`: POSTs to a URL.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSinkConfig {
-    #[serde(deserialize_with = "http_url")]
-    pub url: hyper::Uri,
-    #[serde(
-        rename = "timeout_ms",
-        default = "default_http_timeout",
-        deserialize_with = "de::positive_millis"
-    )]
-    pub timeout: Duration,
-    /// Extra headers on every request (e.g. an API key).
-    #[serde(default, deserialize_with = "header_map")]
-    pub headers: HeaderMap,
-    /// Messages per POST. 1 (the default) posts each message as it is; more posts a
-    /// JSON array of the messages (see the README), which receivers with a bulk
-    /// endpoint take far faster.
-    #[serde(default = "one", deserialize_with = "batch_messages")]
-    pub batch_max_messages: usize,
-    /// Upper bound of a batched POST's body; a single larger message still goes alone.
-    #[serde(default = "default_batch_bytes", deserialize_with = "de::positive")]
-    pub batch_max_bytes: usize,
-}
-
-fn default_http_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn one() -> usize {
-    1
-}
-fn default_batch_bytes() -> usize {
-    1 << 20
-}
-
-fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<hyper::Uri, D::Error> {
-    use serde::de::Error;
-    let text = String::deserialize(d)?;
-    let url = url::Url::parse(&text).map_err(|e| Error::custom(format!("`{text}`: {e}")))?;
-    if url.scheme() != "http" {
-        return Err(Error::custom(format!(
-            "scheme `{}` is not supported (use http://)",
-            url.scheme()
-        )));
-    }
-    if url.host_str().is_none() {
-        return Err(Error::custom(format!("`{text}` has no host")));
-    }
-    url.as_str()
-        .parse()
-        .map_err(|e| Error::custom(format!("`{text}`: {e}")))
-}
-
-fn header_map<'de, D: Deserializer<'de>>(d: D) -> Result<HeaderMap, D::Error> {
-    use serde::de::Error;
-    let mut map = HeaderMap::new();
-    for (name, value) in std::collections::BTreeMap::<String, String>::deserialize(d)? {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| Error::custom(format!("`{name}` is not a valid HTTP header name")))?;
-        let value = HeaderValue::from_str(&value)
-            .map_err(|_| Error::custom(format!("the value of `{name}` is not a valid header")))?;
-        map.insert(name, value);
-    }
-    Ok(map)
-}
-
-fn batch_messages<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    match usize::deserialize(d)? {
-        n @ 1..=HTTP_MAX_BATCH => Ok(n),
-        _ => Err(serde::de::Error::custom(format!(
-            "must be between 1 and {HTTP_MAX_BATCH}"
-        ))),
-    }
-}
-
 /// `type = "file"`: appends NDJSON to a local file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// NDJSON file the messages are appended to.
     pub path: PathBuf,
+}
+
+/// A hash of `table`'s text (stable within the process, which is all a reload needs).
+fn fingerprint(table: &toml::Table) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    table.to_string().hash(&mut h);
+    h.finish()
 }
 
 /// `type = "mqtt"`: publishes to a broker.

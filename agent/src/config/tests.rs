@@ -253,3 +253,173 @@ fn mqtt_errors_name_the_key_and_roles_keep_their_keys() {
     let wrong_plugin = source("").replace("plugin = \"p\"", "plugin = \"nope\"");
     assert!(e(&wrong_plugin).contains("sources.s.plugin"));
 }
+
+fn http_sink(c: &Config) -> &HttpSinkConfig {
+    match &c.sinks["s"].kind {
+        SinkKind::Http(h) => h,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn https_sink(extra: &str) -> String {
+    format!("{BASE}[sinks.s]\ntype = \"http\"\nurl = \"https://cloud.example/in\"\n{extra}")
+}
+
+#[test]
+fn https_sink_with_tls_keys_and_compression() {
+    let c = parse(&https_sink(
+        "ca_file = \"/etc/ca.pem\"\nclient_cert = \"c.pem\"\nclient_key = \"k.pem\"\n\
+         tls_server_name = \"ingest.example\"\ncompression = \"zstd\"",
+    ))
+    .unwrap();
+    let h = http_sink(&c);
+    assert_eq!(h.url.scheme_str(), Some("https"));
+    assert_eq!(h.tls.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+    assert!(h.tls.client_cert.is_some() && h.tls.client_key.is_some());
+    assert_eq!(
+        format!("{:?}", h.tls_server_name.as_ref().unwrap()),
+        "DnsName(\"ingest.example\")"
+    );
+    assert_eq!(h.compression, Compression::Zstd);
+    assert_eq!(h.compression.content_encoding(), Some("zstd"));
+    assert!(h.proxy.is_none());
+
+    let c = parse(&https_sink("")).unwrap();
+    assert_eq!(http_sink(&c).compression, Compression::None, "the default");
+}
+
+#[test]
+fn http_sink_key_errors_are_named() {
+    let plain = |extra: &str| {
+        error_of(&format!(
+            "{BASE}[sinks.s]\ntype = \"http\"\nurl = \"http://h/\"\n{extra}"
+        ))
+    };
+    for key in ["ca_file", "client_cert", "client_key", "tls_server_name"] {
+        let e = plain(&format!("{key} = \"x\""));
+        assert!(
+            e.contains(&format!("sinks.s.{key}")) && e.contains("https://"),
+            "{e}"
+        );
+    }
+    let e = error_of(&https_sink("compression = \"brotli\""));
+    assert!(
+        e.contains("sinks.s.compression") && e.contains("gzip"),
+        "{e}"
+    );
+    let e = error_of(&https_sink("tls_server_name = \"not a name!\""));
+    assert!(e.contains("sinks.s.tls_server_name"), "{e}");
+    let e = error_of(&format!(
+        "{BASE}[sinks.s]\ntype = \"http\"\nurl = \"ftp://h/\""
+    ));
+    assert!(e.contains("sinks.s.url") && e.contains("https://"), "{e}");
+    let e = error_of(&format!(
+        "{BASE}[sinks.s]\ntype = \"http\"\nurl = \"https://user:hunter22@h/\""
+    ));
+    assert!(e.contains("sinks.s.url") && !e.contains("hunter22"), "{e}");
+}
+
+#[test]
+fn missing_tls_files_of_an_http_sink_are_named() {
+    let c = parse(&https_sink("ca_file = \"/nonexistent/ca.pem\"")).unwrap();
+    let e = c.check_files().unwrap_err().to_string();
+    assert!(e.contains("sinks.s.ca_file"), "{e}");
+    let c = parse(&https_sink("client_cert = \"/etc/hostname\"")).unwrap();
+    let e = c.check_files().unwrap_err().to_string();
+    assert!(
+        e.contains("sinks.s.client_cert") && e.contains("together"),
+        "{e}"
+    );
+}
+
+#[test]
+fn proxy_key_is_validated_and_keeps_credentials_out_of_sight() {
+    let c = parse(&https_sink(
+        "proxy = \"http://alice:s3cr%40t@proxy.lan:3128\"",
+    ))
+    .unwrap();
+    let p = http_sink(&c).proxy.as_ref().unwrap();
+    assert_eq!(p.uri.to_string(), "http://proxy.lan:3128/");
+    // base64("alice:s3cr@t")
+    assert_eq!(p.auth.as_ref().unwrap(), "Basic YWxpY2U6czNjckB0");
+    assert_eq!(p.source, "proxy");
+    for shown in [format!("{p}"), format!("{p:?}"), format!("{c:?}")] {
+        assert!(
+            !shown.contains("YWxp") && !shown.contains("s3cr"),
+            "{shown}"
+        );
+    }
+
+    for (proxy, says) in [
+        ("https://alice:s3cret@proxy.lan:3128", "TLS to the proxy"),
+        ("socks5://alice:s3cret@proxy.lan:1080", "socks5"),
+        ("http://alice:s3cret@proxy.lan", "no port"),
+        ("http://alice:s3cret@", "not a proxy URL"),
+    ] {
+        let e = error_of(&https_sink(&format!("proxy = \"{proxy}\"")));
+        assert!(
+            e.contains("sinks.s.proxy") && e.contains(says),
+            "{proxy}: {e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+}
+
+#[test]
+fn proxy_comes_from_the_environment_unless_the_key_says_otherwise() {
+    let env = Env::from_vars([
+        ("HTTPS_PROXY", "http://u:pw@corp:3128"),
+        ("http_proxy", "corp-plain:8080"),
+        ("NO_PROXY", "localhost,10.0.0.0/8,.internal"),
+    ]);
+    let proxy_of = |text: &str, env: &Env| {
+        let c = parse_env(text, env).unwrap();
+        http_sink(&c)
+            .proxy
+            .as_ref()
+            .map(|p| (p.uri.to_string(), p.source))
+    };
+    let sink = |url: &str, extra: &str| {
+        format!("{BASE}[sinks.s]\ntype = \"http\"\nurl = \"{url}\"\n{extra}")
+    };
+    assert_eq!(
+        proxy_of(&sink("https://cloud.example/in", ""), &env),
+        Some(("http://corp:3128/".into(), "HTTPS_PROXY"))
+    );
+    assert_eq!(
+        proxy_of(&sink("http://cloud.example/in", ""), &env),
+        Some(("http://corp-plain:8080/".into(), "http_proxy")),
+        "lower case and scheme-less values work"
+    );
+    for bypassed in ["https://10.1.2.3/in", "https://a.b.internal/in"] {
+        assert_eq!(proxy_of(&sink(bypassed, ""), &env), None, "{bypassed}");
+    }
+    assert_eq!(
+        proxy_of(&sink("https://cloud.example/in", "proxy = \"\""), &env),
+        None,
+        "an empty proxy key turns the environment off"
+    );
+    assert_eq!(
+        proxy_of(
+            &sink("https://10.1.2.3/in", "proxy = \"http://mine:1\""),
+            &env
+        ),
+        Some(("http://mine:1/".into(), "proxy")),
+        "the key wins, and NO_PROXY does not apply to it"
+    );
+    let all = Env::from_vars([("ALL_PROXY", "http://everything:3128")]);
+    assert_eq!(
+        proxy_of(&sink("https://cloud.example/in", ""), &all),
+        Some(("http://everything:3128/".into(), "ALL_PROXY"))
+    );
+
+    let bad = Env::from_vars([("https_proxy", "socks5h://u:hunter22@corp:1080")]);
+    let e = parse_env(&sink("https://cloud.example/in", ""), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sinks.s.proxy") && e.contains("https_proxy") && e.contains("proxy = \"\""),
+        "{e}"
+    );
+    assert!(!e.contains("hunter22"), "{e}");
+}

@@ -39,6 +39,14 @@ pub enum Failure {
     /// No connection, or it broke during the exchange.
     #[error("{target}: {message}")]
     Connection { target: String, message: String },
+    /// The TLS handshake failed: the certificate is not trusted or not for this name,
+    /// the receiver wants a client certificate, … (rustls's reason in `message`).
+    #[error("{target}: TLS: {message}")]
+    Tls { target: String, message: String },
+    /// The forward proxy could not be reached or refused the tunnel (`proxy` never
+    /// shows credentials).
+    #[error("proxy {proxy}: {message}")]
+    Proxy { proxy: String, message: String },
     #[error("{target}: no answer within {after:?}")]
     Timeout { target: String, after: Duration },
     #[error("{0}")]

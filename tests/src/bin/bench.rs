@@ -1,7 +1,7 @@
 //! Outpost benchmark: starts the real (release) agent with a scenario's config, drives
 //! it from 127.0.0.1 and prints what its users judge it by.
 //!
-//!     tests/bench.sh [scenario…]        # smoke10k plugin http http-batch mqtt mqtt-window steady backlog
+//!     tests/bench.sh [scenario…]        # smoke10k plugin http http-batch https compress mqtt mqtt-window steady backlog
 //!
 //! Figures: events/s accepted (202s) and delivered (at the receiver), ingest→receiver
 //! latency p50/p99 (per request; all its events share it), agent CPU seconds (from
@@ -15,6 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The HTTPS and compression scenarios (a directory of its own, so that cargo does not
+/// take the file for another binary).
+#[path = "bench/https.rs"]
+mod https;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let all = [
@@ -22,6 +27,8 @@ fn main() {
         "plugin",
         "http",
         "http-batch",
+        "https",
+        "compress",
         "mqtt",
         "mqtt-window",
         "steady",
@@ -48,6 +55,8 @@ fn main() {
             "plugin" => plugin_overhead(),
             "http" => http_max(),
             "http-batch" => http_batch(),
+            "https" => https::https_vs_http(),
+            "compress" => https::compress(),
             "mqtt" => mqtt_max(),
             "mqtt-window" => mqtt_window(),
             "steady" => steady(),
@@ -280,17 +289,34 @@ fn drive_load(
     rate: u64,
     body: &Arc<Vec<u8>>,
 ) -> (u64, u64, Duration) {
+    drive_varied_load(
+        addr,
+        connections,
+        total,
+        rate,
+        &Arc::new(vec![body.to_vec()]),
+    )
+}
+
+/// [`drive_load`] with request `n` posting `bodies[n % bodies.len()]`.
+fn drive_varied_load(
+    addr: SocketAddr,
+    connections: usize,
+    total: u64,
+    rate: u64,
+    bodies: &Arc<Vec<Vec<u8>>>,
+) -> (u64, u64, Duration) {
     let sent = Arc::new(AtomicU64::new(0));
     let accepted = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let began = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|_| {
-            let (sent, accepted, rejected, body) = (
+            let (sent, accepted, rejected, bodies) = (
                 sent.clone(),
                 accepted.clone(),
                 rejected.clone(),
-                body.clone(),
+                bodies.clone(),
             );
             std::thread::spawn(move || {
                 let mut conn = Conn::open(addr);
@@ -306,7 +332,8 @@ fn drive_load(
                         }
                     }
                     let id = format!("X-Request-Id: r{}-{}\r\n", now_ns(), n);
-                    match conn.send("POST", "/v1/events", &id, &body) {
+                    let body = &bodies[n as usize % bodies.len()];
+                    match conn.send("POST", "/v1/events", &id, body) {
                         202 => accepted.fetch_add(1, Ordering::Relaxed),
                         _ => rejected.fetch_add(1, Ordering::Relaxed),
                     };
@@ -330,6 +357,9 @@ fn drive_load(
 #[derive(Default)]
 struct Tally {
     messages: AtomicU64,
+    /// Request bodies as sent (compressed, if they were) and as decoded.
+    wire_bytes: AtomicU64,
+    body_bytes: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
     last_ns: AtomicU64,
 }
@@ -349,6 +379,8 @@ impl Tally {
             rest = &rest[next..];
         }
         self.messages.fetch_add(messages.max(1), Ordering::Relaxed);
+        self.body_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         self.last_ns.store(now, Ordering::Relaxed);
     }
 
@@ -898,20 +930,35 @@ fn disk_bounded() {
 }
 
 fn http_receiver_on(addr: SocketAddr, tally: Arc<Tally>) -> SocketAddr {
+    receiver_on(addr, tally, None)
+}
+
+/// The lean receiver, over TLS with `tls` (a rustls server, as a cloud endpoint would
+/// terminate it).
+fn receiver_on(
+    addr: SocketAddr,
+    tally: Arc<Tally>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> SocketAddr {
     let listener = TcpListener::bind(addr).unwrap();
     let local = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let tally = tally.clone();
-            std::thread::spawn(move || serve_one(stream, &tally));
+            let (tally, tls) = (tally.clone(), tls.clone());
+            let _ = stream.set_nodelay(true);
+            std::thread::spawn(move || match tls {
+                None => serve_one(stream, &tally),
+                Some(config) => {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    serve_one(rustls::StreamOwned::new(conn, stream), &tally)
+                }
+            });
         }
     });
     local
 }
 
-fn serve_one(stream: TcpStream, tally: &Tally) {
-    let _ = stream.set_nodelay(true);
-    let mut writer = stream.try_clone().unwrap();
+fn serve_one<S: Read + Write>(stream: S, tally: &Tally) {
     let mut reader = BufReader::with_capacity(256 * 1024, stream);
     let mut body = Vec::new();
     loop {
@@ -920,26 +967,34 @@ fn serve_one(stream: TcpStream, tally: &Tally) {
             return;
         }
         let mut length = 0usize;
+        let mut encoding = None;
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
                 return;
             }
-            let h = h.trim_end();
+            let h = h.trim_end().to_ascii_lowercase();
             if h.is_empty() {
                 break;
             }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            if let Some(v) = h.strip_prefix("content-length:") {
                 length = v.trim().parse().unwrap_or(0);
+            } else if let Some(v) = h.strip_prefix("content-encoding:") {
+                encoding = Some(v.trim().to_owned());
             }
         }
         body.resize(length, 0);
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        tally.record(&body);
-        if writer
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        tally.wire_bytes.fetch_add(length as u64, Ordering::Relaxed);
+        match encoding {
+            None => tally.record(&body),
+            Some(e) => tally.record(&outpost_tests::receiver::decode(Some(&e), body.clone())),
+        }
+        let w = reader.get_mut();
+        if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .and_then(|()| w.flush())
             .is_err()
         {
             return;
