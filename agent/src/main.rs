@@ -32,6 +32,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Precompile a WASM plugin into a `.cwasm` the agent loads without compiling
+    /// (the only kind a runtime-only build loads).
+    Compile {
+        /// The plugin module (`<name>.wasm`).
+        plugin: PathBuf,
+        /// Target triple of the agent that will load it (default: this machine).
+        #[arg(long)]
+        target: Option<String>,
+        /// Where to write it (default: `<name>.cwasm` beside the module).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -64,6 +76,20 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config, log_format } => run(&config, log_format),
+        Command::Compile {
+            plugin,
+            target,
+            output,
+        } => match outpost::plugin::compile(&plugin, target.as_deref(), output.as_deref()) {
+            Ok(written) => {
+                println!("{}", written.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
     }
 }
 

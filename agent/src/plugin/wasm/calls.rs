@@ -1,0 +1,70 @@
+//! The agent's [`PluginInstance`] interface over a WASM [`Instance`]: each callback as
+//! the ABI's JSON in, its typed answer out.
+
+use outpost_pdk::{Output, Point, RouteRequest, RouteResponse, SourceMessage};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::instance::{Export, Instance};
+use crate::plugin::instance::{CallError, PluginInstance, SendingInput};
+
+/// A WASM plugin instance, as the agent calls it.
+pub struct WasmPlugin {
+    pub instance: Instance,
+    pub timer_ms: Option<u64>,
+}
+
+impl WasmPlugin {
+    /// Calls `export` and decodes its JSON answer.
+    fn call<T: DeserializeOwned>(&mut self, export: Export, input: &[u8]) -> Result<T, CallError> {
+        let bytes = self.instance.call(export, input)?;
+        serde_json::from_slice(bytes).map_err(|source| CallError::InvalidOutput {
+            export: export.name(),
+            source,
+        })
+    }
+
+    fn call_with<T: DeserializeOwned>(
+        &mut self,
+        export: Export,
+        input: &impl Serialize,
+    ) -> Result<T, CallError> {
+        let json = serde_json::to_vec(input)
+            .map_err(|e| CallError::Reported(format!("cannot encode the input: {e}")))?;
+        self.call(export, &json)
+    }
+}
+
+impl PluginInstance for WasmPlugin {
+    fn sending_event(&mut self, input: &SendingInput) -> Result<Output, CallError> {
+        self.call(Export::SendingEvent, input.json())
+    }
+
+    fn monitoring_event(&mut self, points: &[Point]) -> Result<Output, CallError> {
+        self.call_with(Export::MonitoringEvent, &points)
+    }
+
+    fn tick(&mut self) -> Result<Output, CallError> {
+        self.call(Export::Tick, b"")
+    }
+
+    fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse, CallError> {
+        self.call_with(Export::Route, request)
+    }
+
+    fn on_message(&mut self, message: &SourceMessage) -> Result<Output, CallError> {
+        self.call_with(Export::OnMessage, message)
+    }
+
+    fn timer_ms(&self) -> Option<u64> {
+        self.timer_ms
+    }
+
+    fn close(&mut self) {
+        if self.instance.has(Export::Finalize) {
+            if let Err(e) = self.instance.call(Export::Finalize, b"") {
+                tracing::warn!(error = %e, "plugin `finalize` failed");
+            }
+        }
+    }
+}
