@@ -12,6 +12,8 @@ use crate::plugin::instance::{CallError, PluginInstance, SendingInput};
 pub struct WasmPlugin {
     pub instance: Instance,
     pub timer_ms: Option<u64>,
+    /// The plugin reads `sending_event` input framed.
+    pub framed_input: bool,
 }
 
 impl WasmPlugin {
@@ -37,7 +39,12 @@ impl WasmPlugin {
 
 impl PluginInstance for WasmPlugin {
     fn sending_event(&mut self, input: &SendingInput) -> Result<Output, CallError> {
-        self.call(Export::SendingEvent, input.json())
+        let bytes = if self.framed_input {
+            input.framed()
+        } else {
+            input.json()
+        };
+        self.call(Export::SendingEvent, bytes)
     }
 
     fn monitoring_event(&mut self, points: &[Point]) -> Result<Output, CallError> {

@@ -175,6 +175,7 @@ impl InstanceFactory for WasmFactory {
         Ok(Box::new(WasmPlugin {
             instance,
             timer_ms: initialized.timer_ms,
+            framed_input: self.info.framed_input,
         }))
     }
 }
