@@ -77,7 +77,7 @@ impl PluginHost {
     /// `<dir>/<name>.wasm` if one exists, else the built-in native plugin of that name.
     /// Any failure stops start-up (and `outpost check`).
     pub fn load(config: &Config, cx: HostContext) -> Result<Self, LoadError> {
-        let cache = wasm::open_cache(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
+        let loader = wasm::Loader::new(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
             plugin: "*".into(),
             file: Some(config.agent.data_dir.join("wasm-cache")),
             message: format!("cannot set up the compiled-plugin cache: {e}"),
@@ -86,7 +86,7 @@ impl PluginHost {
             .plugins
             .active
             .iter()
-            .map(|name| load_one(config, name, &cx, cache.as_ref()).map(Arc::new))
+            .map(|name| load_one(config, name, &cx, &loader).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let host = PluginHost {
             plugins,
@@ -215,7 +215,7 @@ fn load_one(
     config: &Config,
     name: &str,
     cx: &HostContext,
-    cache: Option<&wasm::Cache>,
+    loader: &wasm::Loader,
 ) -> Result<LoadedPlugin, LoadError> {
     let kv = cx.kv.open(name, KV_MAX_BYTES)?;
     let services = Arc::new(PluginServices::new(name, kv, Arc::clone(&cx.stats)));
@@ -227,7 +227,7 @@ fn load_one(
         .into_iter()
         .find(|p| p.is_file());
     let factory: Box<dyn instance::InstanceFactory> = if let Some(file) = &file {
-        let f = wasm::WasmFactory::load(name, file, &settings, &sandbox, services, cache)?;
+        let f = wasm::WasmFactory::load(name, file, &settings, &sandbox, services, loader)?;
         Box::new(f)
     } else if let Some(native) = native::builtin(name) {
         Box::new(native::NativePluginFactory::new(native, settings, services))

@@ -44,13 +44,17 @@ fn main() {
         match s {
             "smoke10k" => smoke10k(),
             "plugin" => plugin::scenario(),
+            "plugin-calls" => plugin::per_call(),
+            "plugin-idle" => plugin::process(),
             "http" => http_max(),
             "http-batch" => http_batch(),
             "mqtt" => mqtt_max(),
             "mqtt-window" => mqtt_window(),
             "steady" => steady(),
             "backlog" => backlog(),
-            other => eprintln!("unknown scenario {other}; known: {all:?}"),
+            other => eprintln!(
+                "unknown scenario {other}; known: {all:?} (and plugin's parts: plugin-calls, plugin-idle)"
+            ),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use ring::digest::{Context, SHA256};
 use wasmtime::{Engine, Module};
 
-use super::module::ModuleError;
+use super::module::{Digest, ModuleError};
 
 /// The cache directory.
 pub struct Cache {
@@ -29,9 +29,15 @@ impl Cache {
         Ok(Cache { dir })
     }
 
-    /// The module compiled from `wasm`, from the cache or compiled now (and cached).
-    pub fn module(&self, engine: &Engine, wasm: &[u8]) -> Result<Module, ModuleError> {
-        let path = self.dir.join(format!("{}.cwasm", key(engine, wasm)));
+    /// The module compiled from `wasm` (whose SHA-256 is `digest`), from the cache or
+    /// compiled now (and cached).
+    pub fn module(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &Digest,
+    ) -> Result<Module, ModuleError> {
+        let path = self.dir.join(format!("{}.cwasm", key(engine, digest)));
         if path.is_file() {
             // SAFETY: files in the cache are written only by `store` below (complete,
             // synced, then renamed into place, never modified after), from modules this

@@ -49,6 +49,12 @@ pub fn compile(
         path: input.to_owned(),
         source,
     })?;
+    if !super::module::is_wasm(&wasm) {
+        return Err(CompileError::Invalid {
+            path: input.to_owned(),
+            message: "not a WebAssembly binary (no `\\0asm` header)".into(),
+        });
+    }
     let engine = super::engine::engine_for(target)?;
     let artifact = engine
         .precompile_module(&wasm)

@@ -42,6 +42,9 @@ pub enum EngineError {
 pub fn config(target: Option<&str>) -> Result<Config, EngineError> {
     let mut c = Config::new();
     c.epoch_interruption(true)
+        // Only for wasm-level backtraces, which the agent does not show: less code to
+        // map per plugin.
+        .generate_address_map(false)
         .memory_reservation(MEMORY_RESERVATION)
         .memory_guard_size(MEMORY_GUARD)
         .memory_reservation_for_growth(0)
@@ -67,7 +70,13 @@ pub fn config(target: Option<&str>) -> Result<Config, EngineError> {
 
 /// An engine with [`config`] for `target`, for compiling only.
 pub fn engine_for(target: Option<&str>) -> Result<Engine, EngineError> {
-    Engine::new(&config(target)?).map_err(|e| EngineError::Create(format!("{e:#}")))
+    Engine::new(&config(target)?).map_err(|e| match target {
+        Some(triple) => EngineError::Target {
+            target: triple.to_owned(),
+            reason: format!("{e:#}"),
+        },
+        None => EngineError::Create(format!("{e:#}")),
+    })
 }
 
 /// The shared engine, its linker and its clock.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use outpost_pdk::{EventType, Initialized, PluginInfo};
 
 pub use compile::{compile, default_output, CompileError};
-pub use module::Cache;
+pub use module::Loader;
 
 use self::calls::WasmPlugin;
 use self::engine::Runtime;
@@ -42,17 +42,6 @@ use crate::config::SandboxConfig;
 
 /// File extension of precompiled plugins (`outpost compile`).
 pub const PRECOMPILED_EXTENSION: &str = "cwasm";
-
-/// The compiled-plugin cache under `data_dir`, in builds that compile.
-pub fn open_cache(data_dir: &Path) -> std::io::Result<Option<Cache>> {
-    #[cfg(feature = "cranelift")]
-    return Cache::open(data_dir).map(Some);
-    #[cfg(not(feature = "cranelift"))]
-    return {
-        let _ = data_dir;
-        Ok(None)
-    };
-}
 
 /// A loaded WASM plugin: instantiating it again (after a fault, or for another pool
 /// slot) neither compiles nor links again.
@@ -72,7 +61,7 @@ impl WasmFactory {
         settings: &serde_json::Map<String, serde_json::Value>,
         sandbox: &SandboxConfig,
         services: Arc<PluginServices>,
-        cache: Option<&Cache>,
+        loader: &Loader,
     ) -> Result<Self, LoadError> {
         let error = |message: String| LoadError::Plugin {
             plugin: name.to_owned(),
@@ -80,8 +69,9 @@ impl WasmFactory {
             message,
         };
         let runtime = engine::shared().map_err(|e| error(e.to_string()))?;
-        let module =
-            module::load(&runtime.engine, path, cache).map_err(|e| error(e.to_string()))?;
+        let module = loader
+            .load(&runtime.engine, path)
+            .map_err(|e| error(e.to_string()))?;
         let pre = runtime
             .linker
             .instantiate_pre(&module)
