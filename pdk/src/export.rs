@@ -53,6 +53,11 @@ pub mod wasm {
         Ok(serde_json::to_vec(value)?)
     }
 
+    /// An [`Output`](crate::Output), framed: the agent takes message bodies by length.
+    pub fn output(value: crate::Output) -> Result<Vec<u8>> {
+        crate::framing::encode_output(value)
+    }
+
     /// The plugin's self-description, telling the agent it reads framed input.
     pub fn describe(mut info: crate::PluginInfo) -> Result<Vec<u8>> {
         info.framed_input = true;
@@ -110,7 +115,7 @@ macro_rules! register_plugin {
             pub extern "C" fn sending_event() -> i32 {
                 rt::run(|input| {
                     let event = $crate::framing::decode_sending(input)?;
-                    rt::to_json(&with_state(|p| $crate::Plugin::sending_event(p, &event))?)
+                    rt::output(with_state(|p| $crate::Plugin::sending_event(p, &event))?)
                 })
             }
 
@@ -118,7 +123,7 @@ macro_rules! register_plugin {
             pub extern "C" fn monitoring_event() -> i32 {
                 rt::run(|input| {
                     let points: ::std::vec::Vec<$crate::Point> = rt::from_json(input)?;
-                    rt::to_json(&with_state(|p| {
+                    rt::output(with_state(|p| {
                         $crate::Plugin::monitoring_event(p, &points)
                     })?)
                 })
@@ -126,7 +131,7 @@ macro_rules! register_plugin {
 
             #[no_mangle]
             pub extern "C" fn tick() -> i32 {
-                rt::run(|_| rt::to_json(&with_state(|p| $crate::Plugin::tick(p))?))
+                rt::run(|_| rt::output(with_state(|p| $crate::Plugin::tick(p))?))
             }
 
             #[no_mangle]
@@ -141,7 +146,7 @@ macro_rules! register_plugin {
             pub extern "C" fn on_message() -> i32 {
                 rt::run(|input| {
                     let message: $crate::SourceMessage = rt::from_json(input)?;
-                    rt::to_json(&with_state(|p| $crate::Plugin::on_message(p, &message))?)
+                    rt::output(with_state(|p| $crate::Plugin::on_message(p, &message))?)
                 })
             }
 

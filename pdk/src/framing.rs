@@ -1,10 +1,13 @@
-//! The framed form of `sending_event` input (see [the ABI](crate::abi)): the request's
-//! fields as JSON, then each event's JSON behind its length.
+//! The framed forms of the ABI (see [the ABI](crate::abi)): JSON for the small parts,
+//! and the bulky JSON values — events in, message bodies out — behind their lengths.
 //!
-//! Events are forwarded as the raw JSON the agent already validated at ingest. In the
-//! plain JSON input a guest must scan every event again only to find where it ends;
-//! framed, it takes each event by its length. Plugins ask for it in `describe`
-//! ([`PluginInfo::framed_input`](crate::PluginInfo)); the Outpost PDK does.
+//! Events are forwarded as the raw JSON the agent already validated at ingest, and a
+//! message body is JSON the plugin just serialised. In plain JSON a reader must scan
+//! every such value only to find where it ends (the guest its input, the agent the
+//! output); framed, it takes each by its length.
+//!
+//! `sending_event` input, for plugins that ask in `describe`
+//! ([`PluginInfo::framed_input`](crate::PluginInfo)):
 //!
 //! ```text
 //! 0x00                        never the first byte of JSON
@@ -12,13 +15,22 @@
 //! H bytes the SendingEvent as JSON, with "events": []
 //! per event: u32 LE length L, then L bytes of the event's JSON
 //! ```
+//!
+//! [`Output`] of any export, recognised by its first byte:
+//!
+//! ```text
+//! 0x00
+//! u32 LE  header length H
+//! H bytes the Output as JSON, every JSON body written as null
+//! per JSON body, in message order: u32 LE length L, then L bytes of the body's JSON
+//! ```
 
 use serde::de::value::{Error as ValueError, MapDeserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::OnceLock;
 
-use crate::{Error, Event, Result, SendingEvent};
+use crate::{Body, Error, Event, Output, Result, SendingEvent};
 
 /// The first byte of framed input.
 pub const MARK: u8 = 0;
@@ -61,6 +73,54 @@ pub fn decode_sending(input: &[u8]) -> Result<SendingEvent> {
         event.events.push(Event(trusted_raw(raw)?));
     }
     Ok(event)
+}
+
+/// Encodes `output` framed (the plugin's side).
+pub fn encode_output(mut output: Output) -> Result<Vec<u8>> {
+    let mut bodies = Vec::new();
+    for message in &mut output.messages {
+        if let Body::Json(raw) = &mut message.body {
+            bodies.push(std::mem::replace(
+                raw,
+                serde_json::value::to_raw_value(&())?,
+            ));
+        }
+    }
+    let size: usize = bodies.iter().map(|b| 4 + b.get().len()).sum();
+    let mut out = Vec::with_capacity(256 + size);
+    out.extend_from_slice(&[MARK, 0, 0, 0, 0]);
+    serde_json::to_writer(&mut out, &output)?;
+    let header_len = (out.len() - 5) as u32;
+    out[1..5].copy_from_slice(&header_len.to_le_bytes());
+    for body in &bodies {
+        out.extend_from_slice(&(body.get().len() as u32).to_le_bytes());
+        out.extend_from_slice(body.get().as_bytes());
+    }
+    Ok(out)
+}
+
+/// Decodes an [`Output`], framed or plain JSON (the agent's side). A framed JSON body is
+/// checked to be UTF-8, not parsed: the plugin made it, as it makes text bodies.
+pub fn decode_output(bytes: &[u8]) -> std::result::Result<Output, serde_json::Error> {
+    use serde::de::Error as _;
+    let invalid = |e: Error| serde_json::Error::custom(e.message());
+    let Some((&MARK, mut rest)) = bytes.split_first() else {
+        return serde_json::from_slice(bytes);
+    };
+    let mut output: Output = serde_json::from_slice(take(&mut rest).map_err(invalid)?)?;
+    for message in &mut output.messages {
+        if let Body::Json(raw) = &mut message.body {
+            let frame = take(&mut rest).map_err(invalid)?;
+            let json = std::str::from_utf8(frame).map_err(serde_json::Error::custom)?;
+            *raw = trusted_raw(json.to_owned()).map_err(invalid)?;
+        }
+    }
+    if !rest.is_empty() {
+        return Err(serde_json::Error::custom(
+            "bytes after the last framed body",
+        ));
+    }
+    Ok(output)
 }
 
 /// The next length-prefixed piece of `rest`.
@@ -132,6 +192,32 @@ mod tests {
         let json = serde_json::to_vec(&e).unwrap();
         let plain = decode_sending(&json).unwrap();
         assert_eq!(serde_json::to_vec(&plain).unwrap(), json);
+    }
+
+    #[test]
+    fn framed_output_round_trips_bodies_verbatim() {
+        let json = RawValue::from_string(r#"{"a": [1, "é"]}"#.to_owned()).unwrap();
+        let output = Output {
+            messages: vec![
+                crate::Message::text("t", "plain \"text\""),
+                crate::Message::json("s", &json).unwrap().topic("x"),
+                crate::Message::json("s", &()).unwrap(),
+            ],
+            points: vec![crate::Point::new("p", 1).field("f", 2i64)],
+        };
+        let plain = serde_json::to_string(&output).unwrap();
+        let framed = encode_output(output).unwrap();
+        assert_eq!(framed[0], MARK);
+        let back = decode_output(&framed).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), plain);
+        let back = decode_output(plain.as_bytes()).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), plain);
+        for cut in [2, framed.len() - 1] {
+            assert!(decode_output(&framed[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = framed.clone();
+        extra.push(b' ');
+        assert!(decode_output(&extra).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The agent's [`PluginInstance`] interface over a WASM [`Instance`]: each callback as
 //! the ABI's JSON in, its typed answer out.
 
+use outpost_pdk::framing::decode_output;
 use outpost_pdk::{Output, Point, RouteRequest, RouteResponse, SourceMessage};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,13 +27,26 @@ impl WasmPlugin {
         })
     }
 
+    /// Calls an export answering an [`Output`], plain JSON or framed.
+    fn output(&mut self, export: Export, input: &[u8]) -> Result<Output, CallError> {
+        let bytes = self.instance.call(export, input)?;
+        decode_output(bytes).map_err(|source| CallError::InvalidOutput {
+            export: export.name(),
+            source,
+        })
+    }
+
+    fn encode(input: &impl Serialize) -> Result<Vec<u8>, CallError> {
+        serde_json::to_vec(input)
+            .map_err(|e| CallError::Reported(format!("cannot encode the input: {e}")))
+    }
+
     fn call_with<T: DeserializeOwned>(
         &mut self,
         export: Export,
         input: &impl Serialize,
     ) -> Result<T, CallError> {
-        let json = serde_json::to_vec(input)
-            .map_err(|e| CallError::Reported(format!("cannot encode the input: {e}")))?;
+        let json = Self::encode(input)?;
         self.call(export, &json)
     }
 }
@@ -44,15 +58,15 @@ impl PluginInstance for WasmPlugin {
         } else {
             input.json()
         };
-        self.call(Export::SendingEvent, bytes)
+        self.output(Export::SendingEvent, bytes)
     }
 
     fn monitoring_event(&mut self, points: &[Point]) -> Result<Output, CallError> {
-        self.call_with(Export::MonitoringEvent, &points)
+        self.output(Export::MonitoringEvent, &Self::encode(&points)?)
     }
 
     fn tick(&mut self) -> Result<Output, CallError> {
-        self.call(Export::Tick, b"")
+        self.output(Export::Tick, b"")
     }
 
     fn route(&mut self, request: &RouteRequest) -> Result<RouteResponse, CallError> {
@@ -60,7 +74,7 @@ impl PluginInstance for WasmPlugin {
     }
 
     fn on_message(&mut self, message: &SourceMessage) -> Result<Output, CallError> {
-        self.call_with(Export::OnMessage, message)
+        self.output(Export::OnMessage, &Self::encode(message)?)
     }
 
     fn timer_ms(&self) -> Option<u64> {
