@@ -47,7 +47,7 @@
 //!
 //! ## Optional fast paths (used by the Outpost PDK)
 //!
-//! Both are opt-in; a plugin that uses neither gets exactly the behaviour above.
+//! All are opt-in; a plugin that uses none gets exactly the behaviour above.
 //!
 //! **Bulk copies, module `outpost:host/io`.** Through the Extism kernel a guest moves
 //! bytes eight at a time, one host call each. These copy between the call's blocks and
@@ -65,6 +65,13 @@
 //! `"events": []`, then for each event a u32 length and that many bytes of the event's
 //! JSON, exactly as the producer sent it (the agent validated it at ingest). A
 //! forwarding plugin then never parses an event it only passes on.
+//!
+//! **Framed [`Output`].** Any export returning an [`Output`] may answer framed instead
+//! of as JSON: the byte `0x00`, a u32 length `H`, `H` bytes of the [`Output`] JSON with
+//! every JSON message body written as `null`, then for each JSON body (in message order)
+//! a u32 length and that many bytes of the body's JSON. The agent takes the bodies by
+//! length (it checks they are UTF-8, and does not parse them: like text bodies, they
+//! are the plugin's responsibility).
 //!
 //! ## Sandbox
 //!
