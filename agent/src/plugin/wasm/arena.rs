@@ -111,16 +111,19 @@ impl Arena {
     }
 
     /// The ABI's `free`: unknown offsets are ignored; freeing the input empties it.
+    /// Freed blocks at the end give their space back, unless the output still points
+    /// there (Extism never erases freed bytes, and reads the output by its range, so a
+    /// guest may free a block it set as its output).
     pub fn free(&mut self, offset: u64) {
         let Some(i) = self.find(offset) else { return };
         self.blocks[i].live = false;
         if offset == self.input.0 {
             self.input.1 = 0;
         }
-        while self.blocks.last().is_some_and(|b| !b.live) {
-            if let Some(b) = self.blocks.pop() {
-                self.bytes.truncate(b.offset as usize);
-            }
+        let kept = self.output.0.saturating_add(self.output.1);
+        while let Some(b) = self.blocks.last().filter(|b| !b.live && b.offset >= kept) {
+            self.bytes.truncate(b.offset as usize);
+            self.blocks.pop();
         }
     }
 
@@ -240,7 +243,8 @@ impl Arena {
         self.error
     }
 
-    /// The error message the plugin set, if any (a live, non-empty block).
+    /// The error message the plugin set, if any: a live, non-empty block (Extism
+    /// ignores an error whose block was freed).
     pub fn error(&self) -> Option<&[u8]> {
         Some(self.block(self.error)).filter(|m| !m.is_empty())
     }
@@ -302,6 +306,21 @@ mod tests {
         assert_eq!(a.error(), Some(&b"bad"[..]));
         a.reset();
         assert_eq!((a.error(), a.input_length(), a.length(p)), (None, 0, 0));
+    }
+
+    #[test]
+    fn a_freed_output_block_stays_readable_a_freed_error_does_not_count() {
+        let (mut a, mut b) = (Arena::default(), budget());
+        let out = a.alloc_bytes(b"out", &mut b).unwrap();
+        a.set_output(out, 3);
+        a.free(out);
+        assert_eq!(a.output(), Some(&b"out"[..]));
+        assert_eq!(a.length(out), 0, "but it is no longer a block");
+        let err = a.alloc_bytes(b"err", &mut b).unwrap();
+        a.set_error(err);
+        assert_eq!(a.error(), Some(&b"err"[..]));
+        a.free(err);
+        assert_eq!(a.error(), None);
     }
 
     #[test]
