@@ -1,6 +1,7 @@
 //! Builds the WASM plugins the end-to-end tests load, from `plugins/`, so that
 //! `cargo test --workspace` needs no extra step. A nested cargo with its own target
-//! directory (the outer build holds the lock on `target/`).
+//! directory (the outer build holds the lock on `target/`), and npm for the
+//! AssemblyScript plugin (`plugins/as_forward`), built in that directory too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("monitoring_batcher", "wasm32-unknown-unknown"),
     // wasip1: it must be able to try the filesystem, to prove the sandbox stops it.
     ("faulty_plugin", "wasm32-wasip1"),
+    // Only extism-pdk, no outpost-pdk: the Extism kernel path.
+    ("plain_extism_plugin", "wasm32-unknown-unknown"),
 ];
 
 fn main() {
@@ -32,7 +35,39 @@ fn main() {
         std::fs::copy(&built, out.join(format!("{name}.wasm")))
             .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
     }
+    build_assemblyscript(&root.join("plugins").join("as_forward"), &target_dir, &out);
     println!("cargo:rustc-env=OUTPOST_TEST_PLUGINS={}", out.display());
+}
+
+/// Builds `as_forward.wasm` with npm (its pinned `package-lock.json`) in a copy under
+/// `target_dir`. Without node/npm, or offline with an empty npm cache, it warns and
+/// skips: only the tests that load it fail, saying why.
+fn build_assemblyscript(src: &Path, target_dir: &Path, out: &Path) {
+    let work = target_dir.join("as_forward");
+    std::fs::create_dir_all(work.join("assembly")).unwrap();
+    for file in ["package.json", "package-lock.json", "assembly/index.ts"] {
+        std::fs::copy(src.join(file), work.join(file))
+            .unwrap_or_else(|e| panic!("copy {file}: {e}"));
+    }
+    let npm = |args: &[&str]| {
+        Command::new("npm")
+            .args(args)
+            .current_dir(&work)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let built = npm(&["install", "--no-audit", "--no-fund", "--prefer-offline"])
+        && npm(&["run", "--silent", "build"]);
+    let wasm = work.join("build").join("as_forward.wasm");
+    if built {
+        std::fs::copy(&wasm, out.join("as_forward.wasm")).unwrap();
+    } else {
+        let _ = std::fs::remove_file(out.join("as_forward.wasm"));
+        println!(
+            "cargo:warning=as_forward (AssemblyScript) not built: needs node and npm \
+             (apt-get install nodejs npm) and the npm registry or a warm npm cache"
+        );
+    }
 }
 
 fn build(root: &Path, target_dir: &Path, name: &str, target: &str) {

@@ -47,6 +47,18 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Precompile a WASM plugin into a `.cwasm` the agent loads without compiling
+    /// (the only kind a runtime-only build loads).
+    Compile {
+        /// The plugin module (`<name>.wasm`).
+        plugin: PathBuf,
+        /// Target triple of the agent that will load it (default: this machine).
+        #[arg(long)]
+        target: Option<String>,
+        /// Where to write it (default: `<name>.cwasm` beside the module).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +143,20 @@ fn main() -> ExitCode {
             let (config, command) = dead_letter_command(action);
             talk(&config, |c| outpost::cli::dead_letters(c, &command))
         }
+        Command::Compile {
+            plugin,
+            target,
+            output,
+        } => match outpost::plugin::compile(&plugin, target.as_deref(), output.as_deref()) {
+            Ok(written) => {
+                println!("{}", written.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
     }
 }
 

@@ -45,6 +45,34 @@
 //! | `outpost_kv_delete` | key                        | none; a store error fails the call (kept for plugins built before `outpost_kv_remove`) |
 //! | `outpost_agent_stats` | none                     | JSON [`AgentStats`] |
 //!
+//! ## Optional fast paths (used by the Outpost PDK)
+//!
+//! All are opt-in; a plugin that uses none gets exactly the behaviour above.
+//!
+//! **Bulk copies, module `outpost:host/io`.** Through the Extism kernel a guest moves
+//! bytes eight at a time, one host call each. These copy between the call's blocks and
+//! the plugin's own exported `memory` in one call (pointers and lengths are i32):
+//!
+//! | function       | arguments      | effect |
+//! |----------------|----------------|--------|
+//! | `input_read`   | dst, len → i32 | copies the first `min(len, input_length)` input bytes to `dst`; returns the count |
+//! | `output_write` | src, len       | the `len` bytes at `src` become the call's output |
+//! | `error_write`  | src, len       | the `len` bytes at `src` become the call's error message |
+//!
+//! **Framed `sending_event` input.** A plugin whose `describe` answer has
+//! `"framed_input": true` gets `sending_event` input framed instead of as JSON: the byte
+//! `0x00`, a u32 (little-endian) length `H`, `H` bytes of the [`SendingEvent`] JSON with
+//! `"events": []`, then for each event a u32 length and that many bytes of the event's
+//! JSON, exactly as the producer sent it (the agent validated it at ingest). A
+//! forwarding plugin then never parses an event it only passes on.
+//!
+//! **Framed [`Output`].** Any export returning an [`Output`] may answer framed instead
+//! of as JSON: the byte `0x00`, a u32 length `H`, `H` bytes of the [`Output`] JSON with
+//! every JSON message body written as `null`, then for each JSON body (in message order)
+//! a u32 length and that many bytes of the body's JSON. The agent takes the bodies by
+//! length (it checks they are UTF-8, and does not parse them: like text bodies, they
+//! are the plugin's responsibility).
+//!
 //! ## Sandbox
 //!
 //! Plugins get no filesystem, network or environment unless the agent's config grants

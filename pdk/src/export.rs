@@ -4,26 +4,45 @@
 pub mod wasm {
     use crate::{Error, Result};
 
+    // The host's bulk copies of a call's input, output and error (`outpost:host/io`
+    // in the ABI): one host call each instead of one per eight bytes.
+    #[link(wasm_import_module = "outpost:host/io")]
+    extern "C" {
+        fn input_read(dst: *mut u8, len: u32) -> u32;
+        fn output_write(src: *const u8, len: u32);
+        fn error_write(src: *const u8, len: u32);
+    }
+
+    /// The call's input.
+    fn input() -> Vec<u8> {
+        // SAFETY: a kernel import without arguments.
+        let len = unsafe { extism_pdk::extism::input_length() } as usize;
+        let mut buf = Vec::<u8>::with_capacity(len);
+        // SAFETY: the host copies at most `len` bytes (the buffer's capacity) to the
+        // pointer and returns how many; those bytes are then initialised.
+        unsafe {
+            let n = input_read(buf.as_mut_ptr(), len as u32) as usize;
+            buf.set_len(n.min(len));
+        }
+        buf
+    }
+
     /// Runs one export: hands it the call's input, and stores its output (return 0) or
     /// its error message (return 1), per the error convention of the ABI.
     pub fn run(f: impl FnOnce(&[u8]) -> Result<Vec<u8>>) -> i32 {
-        let input = extism_pdk::input_bytes();
-        match f(&input) {
-            Ok(output) => match extism_pdk::output(output) {
-                Ok(()) => 0,
-                Err(e) => fail(&format!("cannot write output: {e}")),
-            },
-            Err(e) => fail(e.message()),
+        match f(&input()) {
+            Ok(output) => {
+                // SAFETY: the host copies `output.len()` bytes from the live buffer.
+                unsafe { output_write(output.as_ptr(), output.len() as u32) };
+                0
+            }
+            Err(e) => {
+                let message = e.message().as_bytes();
+                // SAFETY: as above, for the message.
+                unsafe { error_write(message.as_ptr(), message.len() as u32) };
+                1
+            }
         }
-    }
-
-    fn fail(message: &str) -> i32 {
-        if let Ok(mem) = extism_pdk::Memory::from_bytes(message) {
-            // SAFETY: `mem` is a live block holding the message; the kernel keeps the
-            // offset as the call's error, which the host reads after the call.
-            unsafe { extism_pdk::extism::error_set(mem.offset()) };
-        }
-        1
     }
 
     pub fn from_json<'a, T: serde::Deserialize<'a>>(input: &'a [u8]) -> Result<T> {
@@ -32,6 +51,17 @@ pub mod wasm {
 
     pub fn to_json(value: &impl serde::Serialize) -> Result<Vec<u8>> {
         Ok(serde_json::to_vec(value)?)
+    }
+
+    /// An [`Output`](crate::Output), framed: the agent takes message bodies by length.
+    pub fn output(value: crate::Output) -> Result<Vec<u8>> {
+        crate::framing::encode_output(value)
+    }
+
+    /// The plugin's self-description, telling the agent it reads framed input.
+    pub fn describe(mut info: crate::PluginInfo) -> Result<Vec<u8>> {
+        info.framed_input = true;
+        to_json(&info)
     }
 }
 
@@ -65,7 +95,7 @@ macro_rules! register_plugin {
 
             #[no_mangle]
             pub extern "C" fn describe() -> i32 {
-                rt::run(|_| rt::to_json(&<$plugin as $crate::Plugin>::describe()))
+                rt::run(|_| rt::describe(<$plugin as $crate::Plugin>::describe()))
             }
 
             #[no_mangle]
@@ -84,8 +114,8 @@ macro_rules! register_plugin {
             #[no_mangle]
             pub extern "C" fn sending_event() -> i32 {
                 rt::run(|input| {
-                    let event: $crate::SendingEvent = rt::from_json(input)?;
-                    rt::to_json(&with_state(|p| $crate::Plugin::sending_event(p, &event))?)
+                    let event = $crate::framing::decode_sending(input)?;
+                    rt::output(with_state(|p| $crate::Plugin::sending_event(p, &event))?)
                 })
             }
 
@@ -93,7 +123,7 @@ macro_rules! register_plugin {
             pub extern "C" fn monitoring_event() -> i32 {
                 rt::run(|input| {
                     let points: ::std::vec::Vec<$crate::Point> = rt::from_json(input)?;
-                    rt::to_json(&with_state(|p| {
+                    rt::output(with_state(|p| {
                         $crate::Plugin::monitoring_event(p, &points)
                     })?)
                 })
@@ -101,7 +131,7 @@ macro_rules! register_plugin {
 
             #[no_mangle]
             pub extern "C" fn tick() -> i32 {
-                rt::run(|_| rt::to_json(&with_state(|p| $crate::Plugin::tick(p))?))
+                rt::run(|_| rt::output(with_state(|p| $crate::Plugin::tick(p))?))
             }
 
             #[no_mangle]
@@ -116,7 +146,7 @@ macro_rules! register_plugin {
             pub extern "C" fn on_message() -> i32 {
                 rt::run(|input| {
                     let message: $crate::SourceMessage = rt::from_json(input)?;
-                    rt::to_json(&with_state(|p| $crate::Plugin::on_message(p, &message))?)
+                    rt::output(with_state(|p| $crate::Plugin::on_message(p, &message))?)
                 })
             }
 

@@ -6,15 +6,15 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Severity of a plugin log record.
+/// Severity of a plugin log record (in Extism's order: trace 0 … error 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
 }
 
 impl LogLevel {
@@ -63,9 +63,14 @@ pub mod log {
     /// Logs `message` at `level`.
     pub fn log(level: LogLevel, message: &str) {
         #[cfg(target_arch = "wasm32")]
-        // SAFETY: `outpost_log` is the host function of the ABI with exactly this
-        // signature; extism-pdk passes both strings as memory blocks it owns.
+        // SAFETY: `get_log_level` is the Extism built-in without arguments (the agent's
+        // most verbose enabled level: trace 0 … error 4); `outpost_log` is the host
+        // function of the ABI with exactly this signature, and extism-pdk passes both
+        // strings as memory blocks it owns.
         unsafe {
+            if (level as i32) < extism_pdk::extism::get_log_level() {
+                return;
+            }
             let _ = super::imports::outpost_log(level.as_str(), message);
         }
         #[cfg(not(target_arch = "wasm32"))]

@@ -33,6 +33,8 @@
 
 pub mod abi;
 mod error;
+#[doc(hidden)]
+pub mod framing;
 pub mod host;
 pub mod line_protocol;
 mod plugin;

@@ -405,6 +405,10 @@ pub struct PluginInfo {
     /// Whether the plugin takes messages from data sources (`on_message`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_message: bool,
+    /// Whether the plugin reads `sending_event` input framed (see [`crate::abi`]) rather
+    /// than as plain JSON. The Outpost PDK sets it; other PDKs leave it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub framed_input: bool,
 }
 
 impl PluginInfo {
@@ -417,6 +421,7 @@ impl PluginInfo {
             routes: Vec::new(),
             timer_ms: None,
             on_message: false,
+            framed_input: false,
         }
     }
 

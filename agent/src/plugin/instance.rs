@@ -93,6 +93,7 @@ impl FaultKind {
 pub struct SendingInput {
     pub event: SendingEvent,
     json: OnceLock<Vec<u8>>,
+    framed: OnceLock<Vec<u8>>,
 }
 
 impl SendingInput {
@@ -100,6 +101,7 @@ impl SendingInput {
         SendingInput {
             event,
             json: OnceLock::new(),
+            framed: OnceLock::new(),
         }
     }
 
@@ -107,6 +109,12 @@ impl SendingInput {
     pub fn json(&self) -> &[u8] {
         self.json
             .get_or_init(|| serde_json::to_vec(&self.event).expect("event serialises"))
+    }
+
+    /// The event in the ABI's framed form (for plugins that asked for it).
+    pub fn framed(&self) -> &[u8] {
+        self.framed
+            .get_or_init(|| outpost_pdk::framing::encode_sending(&self.event))
     }
 }
 

@@ -17,6 +17,7 @@ use outpost_pdk::{EventType, Message, Output, Point, RouteRequest, RouteResponse
 pub use instance::{CallError, FaultKind, PluginKind, SendingInput};
 pub use loaded::{LoadedPlugin, PluginError, PluginHealth};
 pub use services::{PluginServices, StatsFn};
+pub use wasm::{compile, default_output as compiled_path, CompileError};
 
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
@@ -76,10 +77,11 @@ impl HostContext {
 }
 
 impl PluginHost {
-    /// Loads every active plugin: `<dir>/<name>.wasm` if it exists, else the built-in
-    /// native plugin of that name. Any failure stops start-up (and `outpost check`).
+    /// Loads every active plugin: `<dir>/<name>.cwasm` (precompiled) or
+    /// `<dir>/<name>.wasm` if one exists, else the built-in native plugin of that name.
+    /// Any failure stops start-up (and `outpost check`).
     pub fn load(config: &Config, cx: HostContext) -> Result<Self, LoadError> {
-        let cache = wasm_cache(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
+        let loader = wasm::Loader::new(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
             plugin: "*".into(),
             file: Some(config.agent.data_dir.join("wasm-cache")),
             message: format!("cannot set up the compiled-plugin cache: {e}"),
@@ -88,7 +90,7 @@ impl PluginHost {
             .plugins
             .active
             .iter()
-            .map(|name| load_one(config, name, &cx, &cache).map(Arc::new))
+            .map(|name| load_one(config, name, &cx, &loader).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let host = PluginHost {
             plugins,
@@ -233,24 +235,30 @@ fn load_one(
     config: &Config,
     name: &str,
     cx: &HostContext,
-    cache: &std::path::Path,
+    loader: &wasm::Loader,
 ) -> Result<LoadedPlugin, LoadError> {
     let kv = cx.kv.open(name, KV_MAX_BYTES)?;
     let services = Arc::new(PluginServices::new(name, kv, Arc::clone(&cx.stats)));
     let settings = config.plugins.settings_of(name);
     let sandbox = config.plugins.sandbox_of(name);
     let path = config.plugins.dir.join(format!("{name}.wasm"));
-    let (factory, file): (Box<dyn instance::InstanceFactory>, _) = if path.is_file() {
-        let f = wasm::WasmFactory::load(name, &path, &settings, &sandbox, services, cache)?;
-        (Box::new(f), Some(path))
+    let precompiled = path.with_extension(wasm::PRECOMPILED_EXTENSION);
+    let file = [precompiled, path.clone()]
+        .into_iter()
+        .find(|p| p.is_file());
+    let factory: Box<dyn instance::InstanceFactory> = if let Some(file) = &file {
+        let f = wasm::WasmFactory::load(name, file, &settings, &sandbox, services, loader)?;
+        Box::new(f)
     } else if let Some(native) = native::builtin(name) {
-        let f = native::NativePluginFactory::new(native, settings, services);
-        (Box::new(f), None)
+        Box::new(native::NativePluginFactory::new(native, settings, services))
     } else {
         return Err(LoadError::Plugin {
             plugin: name.to_owned(),
             file: Some(path),
-            message: "no such file, and no built-in plugin of that name".into(),
+            message: format!(
+                "no such file (nor {name}.{}), and no built-in plugin of that name",
+                wasm::PRECOMPILED_EXTENSION
+            ),
         });
     };
     let info = factory.info();
@@ -272,22 +280,6 @@ fn load_one(
     tracing::info!(plugin = %name, kind = loaded.kind().as_str(),
         version = %loaded.info().version, instances, "plugin loaded");
     Ok(loaded)
-}
-
-/// Compiled plugins are cached in `<data_dir>/wasm-cache` (wasmtime's cache, keyed by
-/// module and engine settings), so a restart loads machine code instead of running
-/// Cranelift again: faster start-up on slow boards, and Cranelift's pages untouched.
-/// Returns the cache's config file.
-fn wasm_cache(data_dir: &std::path::Path) -> std::io::Result<PathBuf> {
-    let dir = std::path::absolute(data_dir.join("wasm-cache"))?;
-    std::fs::create_dir_all(&dir)?;
-    let file = data_dir.join("wasm-cache.toml");
-    let path = dir
-        .to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
-    std::fs::write(&file, format!("[cache]\ndirectory = \"{path}\"\n"))?;
-    Ok(file)
 }
 
 fn outcome<T>(result: &Result<T, PluginError>) -> &'static str {

@@ -15,10 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The HTTPS and compression scenarios (a directory of its own, so that cargo does not
-/// take the file for another binary).
+/// The HTTPS and compression scenarios, and the plugin host's (a directory of their
+/// own, so that cargo does not take the files for other binaries).
 #[path = "bench/https.rs"]
 mod https;
+#[path = "bench/plugin.rs"]
+mod plugin;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,7 +54,9 @@ fn main() {
     for s in chosen {
         match s {
             "smoke10k" => smoke10k(),
-            "plugin" => plugin_overhead(),
+            "plugin" => plugin::scenario(),
+            "plugin-calls" => plugin::per_call(),
+            "plugin-idle" => plugin::process(),
             "http" => http_max(),
             "http-batch" => http_batch(),
             "https" => https::https_vs_http(),
@@ -66,7 +70,9 @@ fn main() {
             "http-10" => http_small(10, 10_000),
             "mqtt-16" => mqtt_default_window(),
             "mqtt-delay" => mqtt_delay(),
-            other => eprintln!("unknown scenario {other}; known: {all:?}"),
+            other => eprintln!(
+                "unknown scenario {other}; known: {all:?} (and plugin's parts: plugin-calls, plugin-idle)"
+            ),
         }
     }
 }
@@ -80,6 +86,14 @@ fn now_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
+}
+
+/// The WASM plugins: `$OUTPOST_TEST_PLUGINS` (to compare builds with the same or
+/// saved plugins), else the ones the tests' build script made.
+fn plugins_dir() -> PathBuf {
+    std::env::var_os("OUTPOST_TEST_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("OUTPOST_TEST_PLUGINS")))
 }
 
 fn agent_binary() -> PathBuf {
@@ -99,21 +113,29 @@ struct Agent {
     child: Child,
     addr: SocketAddr,
     data: PathBuf,
-    _dir: tempfile::TempDir,
+    /// Spawn to the first answer of `/v1/health`.
+    started_in: Duration,
+    dir: tempfile::TempDir,
 }
 
 impl Agent {
     fn start(config: &str) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
+        Agent::start_in(tempfile::tempdir().unwrap(), config)
+    }
+
+    /// Starts the agent with `config` in `dir` (whose `data` dir may hold a previous
+    /// run's state: a warm start).
+    fn start_in(dir: tempfile::TempDir, config: &str) -> Agent {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let data = dir.path().join("data");
         let text = config
             .replace("{LISTEN}", &addr.to_string())
             .replace("{DATA}", &data.display().to_string())
-            .replace("{PLUGINS}", env!("OUTPOST_TEST_PLUGINS"));
+            .replace("{PLUGINS}", &plugins_dir().display().to_string());
         let path = dir.path().join("outpost.toml");
         std::fs::write(&path, text).unwrap();
+        let began = Instant::now();
         let child = Command::new(agent_binary())
             .args(["run", "--config"])
             .arg(&path)
@@ -122,18 +144,18 @@ impl Agent {
             .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
             .spawn()
             .expect("start outpost (cargo build --release -p outpost)");
-        let agent = Agent {
+        let deadline = began + Duration::from_secs(120);
+        while get(addr, "/v1/health").is_none() {
+            assert!(Instant::now() < deadline, "agent did not start");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Agent {
             child,
             addr,
             data,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while get(addr, "/v1/health").is_none() {
-            assert!(Instant::now() < deadline, "agent did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            started_in: began.elapsed(),
+            dir,
         }
-        agent
     }
 
     fn pid(&self) -> u32 {
@@ -173,12 +195,14 @@ impl Agent {
             .unwrap_or_default()
     }
 
-    fn stop(mut self) {
+    /// Stops the agent (SIGTERM) and hands back its dir.
+    fn stop(mut self) -> tempfile::TempDir {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
             .status();
         let _ = self.child.wait();
+        self.dir
     }
 }
 
@@ -1000,83 +1024,4 @@ fn serve_one<S: Read + Write>(stream: S, tally: &Tally) {
             return;
         }
     }
-}
-
-/// Per-call overhead of the same plugin as WASM and native, and events/s through the
-/// WASM sending plugin, measured in-process on the plugin host.
-fn plugin_overhead() {
-    use outpost::config::{Config, Env};
-    use outpost::plugin::{HostContext, PluginHost, SendingInput};
-    use outpost_pdk::{Event, SendingEvent};
-
-    let host = |dir: &str| {
-        let data = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[agent]\ndata_dir = \"{}\"\n[plugins]\ndir = \"{dir}\"\nactive = [\"event_sending_plugin_example\"]\n\
-             [plugins.settings.event_sending_plugin_example]\nsink = \"s\"\n[sinks.s]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/\"\n",
-            data.path().join("d").display()
-        );
-        let config = Config::parse(&data.path().join("o.toml"), &text, &Env::default()).unwrap();
-        PluginHost::load(&config, HostContext::detached(&config).unwrap()).unwrap()
-    };
-    let empty = tempfile::tempdir().unwrap();
-    let wasm = host(env!("OUTPOST_TEST_PLUGINS"));
-    let native = host(&empty.path().display().to_string());
-    let input = |events: usize| {
-        let one = String::from_utf8(body(1, 1024)).unwrap();
-        let ev = &one[one.find('[').unwrap() + 1..one.rfind(']').unwrap()];
-        SendingInput::new(SendingEvent {
-            handler_id: "h".into(),
-            account_id: "a".into(),
-            request_id: "r".into(),
-            event_create_time: "t".into(),
-            event_end_time: "t".into(),
-            events: (0..events)
-                .map(|_| Event(serde_json::value::RawValue::from_string(ev.to_owned()).unwrap()))
-                .collect(),
-        })
-    };
-    let time = |host: &PluginHost, events: usize, iterations: u32| {
-        // Each iteration gets a fresh input, so WASM pays the JSON encoding every call,
-        // as it does per request in the agent.
-        let inputs: Vec<_> = (0..iterations).map(|_| input(events)).collect();
-        let began = Instant::now();
-        for i in &inputs {
-            host.sending_event(i, None).unwrap();
-        }
-        began.elapsed() / iterations
-    };
-    let mut r = Report::new("plugin: per-call cost, event_sending_plugin_example");
-    for events in [1usize, 100] {
-        let w = time(&wasm, events, 2000);
-        let n = time(&native, events, 2000);
-        r.add(
-            &format!("{events} event(s)/call: wasm / native"),
-            format!(
-                "{:.1} µs / {:.1} µs",
-                w.as_secs_f64() * 1e6,
-                n.as_secs_f64() * 1e6
-            ),
-        );
-        if events == 100 {
-            r.add(
-                "events/s through the WASM plugin (1 thread)",
-                format!("{:.0}", 100.0 / w.as_secs_f64()),
-            );
-        }
-    }
-    for name in [
-        "event_sending_plugin_example",
-        "request_monitoring_plugin",
-        "teapot_plugin",
-        "monitoring_batcher",
-        "faulty_plugin",
-    ] {
-        let p = Path::new(env!("OUTPOST_TEST_PLUGINS")).join(format!("{name}.wasm"));
-        r.add(
-            &format!("{name}.wasm"),
-            format!("{} bytes", std::fs::metadata(p).map_or(0, |m| m.len())),
-        );
-    }
-    r.print();
 }

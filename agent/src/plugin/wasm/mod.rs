@@ -1,0 +1,171 @@
+//! WASM plugins on Outpost's own thin host over wasmtime, speaking the Extism ABI.
+//! Why a host of our own instead of Extism, and how it is built: `README.md` here.
+//!
+//! Sandbox: no filesystem, network or environment unless granted; a memory cap and a
+//! call timeout per plugin, which never disturb other plugins.
+
+mod arena;
+mod builtins;
+mod bulk_io;
+#[cfg(feature = "cranelift")]
+mod cache;
+mod calls;
+mod compile;
+mod engine;
+mod host_fns;
+mod imports;
+mod instance;
+mod kernel;
+mod limits;
+mod module;
+mod state;
+mod ticker;
+#[cfg(feature = "wasi")]
+mod wasi;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use outpost_pdk::{EventType, Initialized, PluginInfo};
+
+pub use compile::{compile, default_output, CompileError};
+pub use module::Loader;
+
+use self::calls::WasmPlugin;
+use self::engine::Runtime;
+use self::instance::{Export, Instance, Recipe};
+use self::state::PluginContext;
+use super::instance::{CallError, InstanceFactory, PluginInstance, PluginKind};
+use super::services::PluginServices;
+use super::LoadError;
+use crate::config::SandboxConfig;
+
+/// File extension of precompiled plugins (`outpost compile`).
+pub const PRECOMPILED_EXTENSION: &str = "cwasm";
+
+/// A loaded WASM plugin: instantiating it again (after a fault, or for another pool
+/// slot) neither compiles nor links again.
+pub struct WasmFactory {
+    runtime: &'static Runtime,
+    recipe: Recipe,
+    info: PluginInfo,
+    settings: Vec<u8>,
+}
+
+impl WasmFactory {
+    /// Loads `path` (a `.wasm` module or a precompiled `.cwasm`), links it, asks the
+    /// plugin to describe itself and checks that it exports what it declares.
+    pub fn load(
+        name: &str,
+        path: &Path,
+        settings: &serde_json::Map<String, serde_json::Value>,
+        sandbox: &SandboxConfig,
+        services: Arc<PluginServices>,
+        loader: &Loader,
+    ) -> Result<Self, LoadError> {
+        let error = |message: String| LoadError::Plugin {
+            plugin: name.to_owned(),
+            file: Some(path.to_owned()),
+            message,
+        };
+        let runtime = engine::shared().map_err(|e| error(e.to_string()))?;
+        let module = loader
+            .load(&runtime.engine, path)
+            .map_err(|e| error(e.to_string()))?;
+        let pre = runtime
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| error(format!("cannot link: {e:#}")))?;
+        let recipe = Recipe {
+            pre,
+            plugin: Arc::new(PluginContext {
+                name: name.to_owned(),
+                services,
+            }),
+            memory_cap: usize::try_from(u64::from(sandbox.max_memory_mb) << 20)
+                .unwrap_or(usize::MAX),
+            timeout: sandbox.timeout,
+            #[cfg(feature = "wasi")]
+            wasi: uses_wasi(&module).then(|| wasi::Grants::of(sandbox)),
+        };
+        let settings = serde_json::to_vec(settings).map_err(|e| error(e.to_string()))?;
+        let info = describe(runtime, &recipe).map_err(error)?;
+        Ok(WasmFactory {
+            runtime,
+            recipe,
+            info,
+            settings,
+        })
+    }
+}
+
+#[cfg(feature = "wasi")]
+fn uses_wasi(module: &wasmtime::Module) -> bool {
+    module.imports().any(|i| i.module() == wasi::MODULE)
+}
+
+/// Runs `describe` on a probe instance and checks the exports against the answer.
+fn describe(runtime: &'static Runtime, recipe: &Recipe) -> Result<PluginInfo, String> {
+    let mut probe =
+        Instance::new(runtime, recipe).map_err(|e| format!("cannot instantiate: {e}"))?;
+    for export in [Export::Describe, Export::Initialize] {
+        if !probe.has(export) {
+            return Err(format!("missing export `{}`", export.name()));
+        }
+    }
+    let json = probe
+        .call(Export::Describe, b"")
+        .map_err(|e| format!("`describe` failed: {e}"))?;
+    let info: PluginInfo = serde_json::from_slice(json)
+        .map_err(|e| format!("`describe` returned invalid JSON: {e}"))?;
+    if let Some(missing) = required_exports(&info).find(|e| !probe.has(*e)) {
+        return Err(format!(
+            "declares `{}` but does not export it",
+            missing.name()
+        ));
+    }
+    Ok(info)
+}
+
+/// Exports a plugin must have for what it declares.
+fn required_exports(info: &PluginInfo) -> impl Iterator<Item = Export> + '_ {
+    let events = info.event_types.iter().map(|t| match t {
+        EventType::SendingEvent => Export::SendingEvent,
+        EventType::MonitoringEvent => Export::MonitoringEvent,
+    });
+    let others = [
+        (!info.routes.is_empty()).then_some(Export::Route),
+        info.timer_ms.map(|_| Export::Tick),
+        info.on_message.then_some(Export::OnMessage),
+    ];
+    events.chain(others.into_iter().flatten())
+}
+
+impl InstanceFactory for WasmFactory {
+    fn kind(&self) -> PluginKind {
+        PluginKind::Wasm
+    }
+
+    fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    fn instantiate(&self) -> Result<Box<dyn PluginInstance>, CallError> {
+        let mut instance = Instance::new(self.runtime, &self.recipe)?;
+        let out = instance.call(Export::Initialize, &self.settings)?;
+        let initialized: Initialized = if out.is_empty() {
+            Initialized::default()
+        } else {
+            serde_json::from_slice(out).map_err(|source| CallError::InvalidOutput {
+                export: Export::Initialize.name(),
+                source,
+            })?
+        };
+        tracing::debug!(plugin = %self.recipe.plugin.name, "wasm instance created");
+        Ok(Box::new(WasmPlugin {
+            instance,
+            timer_ms: initialized.timer_ms,
+            framed_input: self.info.framed_input,
+        }))
+    }
+}
