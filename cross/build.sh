@@ -9,7 +9,8 @@
 #
 # Needs Debian's cross compiler for the target (tests/setup.sh tests installs them):
 # gcc-aarch64-linux-gnu libc6-dev-arm64-cross, or gcc-arm-linux-gnueabihf
-# libc6-dev-armhf-cross; and qemu-user to run the result.
+# libc6-dev-armhf-cross; and qemu-user to run the result. cross/cargo.sh picks the
+# linker and, where rustup has no prebuilt std for the target, builds std from source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 triple=aarch64-unknown-linux-gnu
@@ -17,13 +18,4 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
     triple=$1
     shift
 fi
-case "$triple" in
-aarch64-unknown-linux-gnu) gcc=aarch64-linux-gnu-gcc ;;
-armv7-unknown-linux-gnueabihf) gcc=arm-linux-gnueabihf-gcc ;;
-*) echo "unsupported target $triple" >&2; exit 2 ;;
-esac
-command -v "$gcc" >/dev/null || {
-    echo "missing $gcc: run tests/setup.sh tests (or apt-get install the cross gcc)" >&2
-    exit 1
-}
-cargo build --release -p outpost --bin outpost --target "$triple" --target-dir target/cross "$@"
+exec cross/cargo.sh "$triple" build --release -p outpost --bin outpost "$@"

@@ -33,6 +33,12 @@ else
     [ -z "$missing" ] || rustup +"$channel" target add $missing
     rustup +"$channel" component add $(tr ',' ' ' <<<"$components") >/dev/null 2>&1 || true
 fi
+if [ "$what" != demo ] && ! rustup +"$channel" target list --installed | grep -q '^armv7-unknown-linux-gnueabihf$'; then
+    # 32-bit ARM: the prebuilt std where the mirror has it, else cross/cargo.sh builds
+    # it from rust-src.
+    rustup +"$channel" target add armv7-unknown-linux-gnueabihf >/dev/null 2>&1 ||
+        say "no prebuilt std for armv7-unknown-linux-gnueabihf at $channel: cross/cargo.sh builds it from rust-src"
+fi
 
 # --- Debian packages.
 need=()

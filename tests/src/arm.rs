@@ -71,24 +71,13 @@ impl ArmTarget {
             );
         }
         let began = Instant::now();
-        let status = Command::new(env!("CARGO"))
+        // cross/build.sh: the same build CI packages, with std built from source where
+        // rustup has no prebuilt one for the target (cross/cargo.sh).
+        let status = Command::new(workspace().join("cross").join("build.sh"))
             .current_dir(workspace())
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "outpost",
-                "--bin",
-                "outpost",
-                "--target",
-            ])
             .arg(self.triple)
-            .arg("--target-dir")
-            .arg(target_dir())
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
-            .expect("run cargo");
+            .expect("run cross/build.sh");
         assert!(status.success(), "{} cross build failed", self.triple);
         eprintln!(
             "{} release build: {:.0} s",
