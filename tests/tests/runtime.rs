@@ -16,6 +16,16 @@ use serde_json::json;
 const DELIVERY: Duration = Duration::from_secs(60);
 
 /// `name.wasm` from the test plugins, or a panic saying why it is missing.
+fn assert_timed_out<T: std::fmt::Debug>(result: &Result<T, outpost::plugin::CallError>) {
+    assert!(
+        matches!(
+            result,
+            Err(outpost::plugin::CallError::Fault(FaultKind::Timeout, _))
+        ),
+        "{result:?}"
+    );
+}
+
 fn plugin_file(name: &str) -> std::path::PathBuf {
     let path = outpost_tests::plugins_dir().join(format!("{name}.wasm"));
     assert!(
@@ -100,13 +110,7 @@ fn a_timeout_in_one_plugin_does_not_disturb_the_others() {
     let short = call("short_loop");
 
     let (result, _) = short.join().unwrap();
-    assert!(
-        matches!(
-            result,
-            Err(outpost::plugin::CallError::Fault(FaultKind::Timeout, _))
-        ),
-        "{result:?}"
-    );
+    assert_timed_out(&result);
     assert!(
         !long.is_finished(),
         "the short timeout stopped the long loop too"
@@ -123,13 +127,7 @@ fn a_timeout_in_one_plugin_does_not_disturb_the_others() {
     );
 
     let (result, elapsed) = long.join().unwrap();
-    assert!(
-        matches!(
-            result,
-            Err(outpost::plugin::CallError::Fault(FaultKind::Timeout, _))
-        ),
-        "{result:?}"
-    );
+    assert_timed_out(&result);
     assert!(
         elapsed >= Duration::from_millis(4000),
         "stopped early: {elapsed:?}"
