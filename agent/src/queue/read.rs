@@ -37,19 +37,30 @@ pub struct Unreadable {
 }
 
 impl Queue {
-    /// Up to `max` messages from the head of `sink`'s FIFO, oldest first, and no more
-    /// payload bytes than `max_bytes` past the first message. Blocking. Stops at the
-    /// first unreadable record, so order is kept.
+    /// Up to `max` messages from the head of `sink`'s FIFO, oldest first, leaving out
+    /// those in `skip` (read before and still held by the caller: not loaded again), and
+    /// no more payload bytes than `max_bytes` past the first message. Blocking. Stops at
+    /// the first unreadable record, so order is kept.
+    ///
+    /// The FIFO is read from its head every time, not from after the last message
+    /// read: concurrent inserts commit in any order, so a message may appear behind
+    /// ones read already.
     pub fn peek(
         &self,
         sink: &SinkQueue,
+        skip: &[StoredMessage],
         max: usize,
         max_bytes: usize,
     ) -> Result<Peeked, QueueError> {
         let trees = self.core.store.trees()?;
         let mut peeked = Peeked::default();
         let mut bytes = 0;
-        for entry in trees.pending.scan_prefix(sink.prefix()).take(max) {
+        let skip: std::collections::HashSet<&[u8]> = skip.iter().map(|m| &m.key[..]).collect();
+        let entries = trees
+            .pending
+            .scan_prefix(sink.prefix())
+            .filter(|e| e.as_ref().map_or(true, |(k, _)| !skip.contains(&k[..])));
+        for entry in entries.take(max) {
             if bytes >= max_bytes {
                 break;
             }

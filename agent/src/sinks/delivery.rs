@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{DeliveryError, Failure, Partial, SinkState, Transport};
+use super::{Delivered, DeliveryError, Failure, Partial, SinkState, Transport};
 use crate::config::DeliveryConfig;
 use crate::queue::{Queue, QueueError, SinkQueue, StoredMessage};
 use crate::retry::Backoff;
@@ -25,6 +25,10 @@ pub(super) struct DeliveryLoop {
     /// Messages read from the queue per pass.
     pub peek: usize,
     pub shutdown: watch::Receiver<bool>,
+    /// Messages the transport sent but whose acknowledgement it still awaits
+    /// ([`Delivered::InFlight`]), oldest first: the next batch starts with them, so a
+    /// window slides across batches instead of draining at each batch's end.
+    pub carry: Vec<StoredMessage>,
 }
 
 /// What became of a message in this pass.
@@ -53,7 +57,7 @@ impl DeliveryLoop {
     pub async fn run<T: Transport>(mut self, transport: T) {
         let mut backoff = Backoff::new(&self.policy.retry);
         while !*self.shutdown.borrow() {
-            let batch = match self.next_batch().await {
+            let mut batch = match self.next_batch().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => continue,
                 Err(e) => {
@@ -68,28 +72,37 @@ impl DeliveryLoop {
             self.state.set_in_flight(batch.len() as u64);
             let outcomes = self.deliver(&transport, &batch, &mut backoff).await;
             self.state.set_in_flight(0);
-            if !self.settle(&batch, &outcomes).await {
+            if !self.settle(&batch[..outcomes.len()], &outcomes).await {
                 break;
             }
+            // Unsettled messages: in flight (or left at shutdown, when the loop ends).
+            self.carry = batch.split_off(outcomes.len());
         }
     }
 
     /// The head of the FIFO; `None` after waiting for messages (or shutdown). Records
-    /// that cannot be read are parked as dead letters first.
+    /// that cannot be read are parked as dead letters first. Messages carried over from
+    /// the last pass come first, then the rest of the head (the carried ones are not
+    /// read again); with a carry, it does not wait for more.
     async fn next_batch(&mut self) -> Result<Option<Vec<StoredMessage>>, QueueError> {
-        let (queue, fifo, max) = (Arc::clone(&self.queue), Arc::clone(&self.fifo), self.peek);
-        let peeked = tokio::task::spawn_blocking(move || {
-            let peeked = queue.peek(&fifo, max, PEEK_BYTES)?;
+        let carry = std::mem::take(&mut self.carry);
+        let (queue, fifo) = (Arc::clone(&self.queue), Arc::clone(&self.fifo));
+        let max = self.peek.saturating_sub(carry.len()).max(1);
+        let carried_bytes: usize = carry.iter().map(|m| m.payload.len()).sum();
+        let max_bytes = PEEK_BYTES.saturating_sub(carried_bytes).max(1);
+        let (mut batch, peeked) = tokio::task::spawn_blocking(move || {
+            let peeked = queue.peek(&fifo, &carry, max, max_bytes)?;
             for bad in &peeked.unreadable {
                 tracing::error!(sink = %fifo.name, error = %bad.error,
                     "unreadable queue record: moved to the dead letters");
                 queue.park_unreadable(&fifo, bad)?;
             }
-            Ok::<_, QueueError>(peeked)
+            Ok::<_, QueueError>((carry, peeked))
         })
         .await??;
-        if !peeked.messages.is_empty() {
-            return Ok(Some(peeked.messages));
+        batch.extend(peeked.messages);
+        if !batch.is_empty() {
+            return Ok(Some(batch));
         }
         if !peeked.unreadable.is_empty() {
             return Ok(None);
@@ -103,7 +116,8 @@ impl DeliveryLoop {
 
     /// Hands `batch` to the transport until every message is acknowledged, expired or
     /// refused, backing off after transient failures. Returns the fate of each message
-    /// settled (all of them, unless shutdown came first), in order.
+    /// settled, in order: all of them, unless shutdown came first or the transport
+    /// still awaits the acknowledgement of the rest ([`Delivered::InFlight`]).
     async fn deliver<T: Transport>(
         &mut self,
         transport: &T,
@@ -131,7 +145,17 @@ impl DeliveryLoop {
                 _ = self.shutdown.changed() => break,
             };
             let (acked, error) = match result {
-                Ok(()) => (n, None),
+                Ok(Delivered::All) => (n, None),
+                Ok(Delivered::InFlight { acked }) => {
+                    // Settle what is acknowledged, read on after the rest.
+                    let acked = acked.min(n);
+                    if acked > 0 {
+                        backoff.reset();
+                        self.state.delivered(acked);
+                        outcomes.extend((0..acked).map(|_| Outcome::Acked));
+                    }
+                    break;
+                }
                 Err(Partial { acked, error }) => (acked.min(n - 1), Some(error)),
             };
             if acked > 0 {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{DeliveryError, Failure, Partial, Transport};
+use super::{Delivered, DeliveryError, Failure, Partial, Transport};
 use crate::config::FileSinkConfig;
 use crate::queue::StoredMessage;
 
@@ -70,7 +70,7 @@ impl Transport for FileTransport {
         head.len()
     }
 
-    async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
+    async fn deliver(&self, batch: &[StoredMessage]) -> Result<Delivered, Partial> {
         let bytes: Vec<u8> = batch.iter().flat_map(line).collect();
         let (path, file) = (self.path.clone(), Arc::clone(&self.file));
         tokio::task::spawn_blocking(move || {
@@ -97,6 +97,6 @@ impl Transport for FileTransport {
         })
         .await
         .map_err(|e| DeliveryError::Transient(Failure::Io(std::io::Error::other(e))))??;
-        Ok(())
+        Ok(Delivered::All)
     }
 }

@@ -39,10 +39,26 @@ pub trait Transport: Send + Sync + 'static {
         1
     }
 
-    /// Delivers `batch` in order; `Ok` means the remote side acknowledged all of it.
-    /// A [`DeliveryError::Permanent`] for a batch of several messages does not say which
-    /// one was refused: the loop then retries them one by one.
-    fn deliver(&self, batch: &[StoredMessage]) -> impl Future<Output = Result<(), Partial>> + Send;
+    /// Delivers `batch` in order; [`Delivered::All`] means the remote side acknowledged
+    /// all of it. A [`DeliveryError::Permanent`] for a batch of several messages does not
+    /// say which one was refused: the loop then retries them one by one.
+    fn deliver(
+        &self,
+        batch: &[StoredMessage],
+    ) -> impl Future<Output = Result<Delivered, Partial>> + Send;
+}
+
+/// How far a [`Transport::deliver`] that did not fail got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The remote side acknowledged the whole batch.
+    All,
+    /// The first `acked` are acknowledged; the rest of the batch went out and the
+    /// transport still awaits their acknowledgements. The loop settles the first
+    /// `acked` and starts the next batch with the rest (which the transport must not
+    /// send again), followed by newer messages: an in-flight window that slides across
+    /// batches. A transport answers this only after sending something new in the call.
+    InFlight { acked: usize },
 }
 
 /// A sink whose delivery loop runs, with its own stop signal (a reload stops and
@@ -93,6 +109,7 @@ impl PreparedSink {
             policy: sink.delivery.clone(),
             peek: sink.max_batch().max(delivery::BATCH),
             shutdown: stopped.clone(),
+            carry: Vec::new(),
         };
         let spawn: Box<dyn FnOnce() -> JoinHandle<()> + Send> = match &sink.kind {
             SinkKind::Http(c) => {
@@ -105,7 +122,7 @@ impl PreparedSink {
             }
             SinkKind::Mqtt(c) => {
                 let transport = mqtt::MqttTransport::start(
-                    name,
+                    Arc::clone(&looper.fifo),
                     c,
                     context.device_id,
                     context.topics.expand(&c.topic, name, None),

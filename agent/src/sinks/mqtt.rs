@@ -1,7 +1,7 @@
 //! MQTT transport: a message leaves the queue only when the broker acknowledged it
 //! (PUBACK for QoS 1, PUBCOMP for QoS 2; QoS 0 once written to the connection).
-//! Up to `max_in_flight` publishes go out before the first acknowledgement is awaited;
-//! the delivery loop deletes the acknowledged prefix.
+//! Up to `max_in_flight` publishes are out at any time, in a window that slides across
+//! the delivery loop's batches; the loop deletes the acknowledged prefix.
 //!
 //! rumqttc assigns packet ids and reports `Outgoing::Publish(pkid)` in the order
 //! publishes were enqueued; the transport matches those to its waiters in that order,
@@ -22,10 +22,11 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::{DeliveryError, Failure, Partial, SinkState, Transport};
+use super::{Delivered, DeliveryError, Failure, Partial, SinkState, Transport};
 use crate::config::{MqttProtocol, MqttSinkConfig, QoS, RetryConfig};
 use crate::mqtt::{self, Client, EventLoop, SessionError, SessionEvent};
-use crate::queue::StoredMessage;
+use crate::queue::record::MessageId;
+use crate::queue::{SinkQueue, StoredMessage};
 use crate::retry::Backoff;
 use crate::tls::TlsError;
 
@@ -82,6 +83,8 @@ impl InFlight {
 }
 
 pub(super) struct MqttTransport {
+    /// The sink's FIFO: new messages end a call that only awaits acknowledgements.
+    fifo: Arc<SinkQueue>,
     client: Client,
     conn: Arc<Mutex<InFlight>>,
     reconnect: Arc<Notify>,
@@ -91,6 +94,8 @@ pub(super) struct MqttTransport {
     v5: bool,
     ack_timeout: Duration,
     max_in_flight: usize,
+    /// Publishes still in flight when the last call returned, oldest first.
+    carried: Mutex<VecDeque<Sent>>,
     /// For records queued without a topic (e.g. before the sink became MQTT).
     fallback_topic: String,
 }
@@ -100,11 +105,11 @@ fn lock(conn: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
 }
 
 impl MqttTransport {
-    /// Connects (in the background, retrying) and returns the transport.
-    /// `fallback_topic` is for records queued without a topic (e.g. before the sink
-    /// became MQTT).
+    /// Connects (in the background, retrying) and returns the transport for `fifo`
+    /// (whose new messages it watches while its window drains). `fallback_topic` is for
+    /// records queued without a topic (e.g. before the sink became MQTT).
     pub fn start(
-        sink: &str,
+        fifo: Arc<SinkQueue>,
         config: &MqttSinkConfig,
         device_id: &str,
         fallback_topic: String,
@@ -116,7 +121,7 @@ impl MqttTransport {
         let client_id = connection
             .client_id
             .clone()
-            .unwrap_or_else(|| format!("{device_id}-{sink}"));
+            .unwrap_or_else(|| format!("{device_id}-{}", state.name));
         let (client, eventloop) =
             mqtt::connect(connection, &client_id, config.clean_session, false)?;
         let conn = Arc::new(Mutex::new(InFlight::default()));
@@ -130,6 +135,7 @@ impl MqttTransport {
         };
         tokio::spawn(driver.run(eventloop, shutdown));
         Ok(MqttTransport {
+            fifo,
             client,
             conn,
             reconnect,
@@ -139,6 +145,7 @@ impl MqttTransport {
             v5: connection.protocol == MqttProtocol::V5,
             ack_timeout: config.ack_timeout,
             max_in_flight: config.max_in_flight,
+            carried: Mutex::new(VecDeque::new()),
             fallback_topic,
         })
     }
@@ -161,32 +168,65 @@ impl Transport for MqttTransport {
     }
 
     /// Publishes `batch` through a sliding window of `max_in_flight`: the next message
-    /// goes out as soon as the oldest in flight is acknowledged. (A window sent and then
-    /// awaited whole stalls on brokers that leave Nagle's algorithm on: they hold back
-    /// the later acknowledgements until the agent's delayed ACK; here the next publish
-    /// carries that ACK.) Acknowledgements are taken in order.
-    async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
-        let mut window: VecDeque<(Ack, tokio::time::Instant)> = VecDeque::new();
-        let (mut next, mut acked) = (0, 0);
+    /// goes out as soon as the oldest in flight is acknowledged, and acknowledgements
+    /// are taken in order. Once the whole batch is out, the call returns
+    /// [`Delivered::InFlight`] and the window carries over to the next batch (which
+    /// starts with its messages); a call that only awaits acknowledgements returns so
+    /// too as soon as newer messages are queued. The window drains only when there is
+    /// nothing left to send. (A window that drains stalls on brokers that leave Nagle's
+    /// algorithm on: they hold back the later acknowledgements until the agent's delayed
+    /// ACK, 40 ms; a publish going out carries that ACK at once.)
+    async fn deliver(&self, batch: &[StoredMessage]) -> Result<Delivered, Partial> {
+        let Resumed { mut window, beyond } = self.resume(batch);
+        let (mut next, mut acked) = (window.len(), 0);
+        let mut sent_new = false;
         // Why publishing stopped short of the batch, if it did.
         let mut cut = None;
         loop {
             while cut.is_none() && next < batch.len() && window.len() < self.max_in_flight {
                 match self.publish_one(&batch[next]) {
                     Ok(ack) => {
-                        window.push_back((ack, tokio::time::Instant::now() + self.ack_timeout));
+                        window.push_back(Sent {
+                            id: batch[next].id,
+                            ack,
+                            deadline: tokio::time::Instant::now() + self.ack_timeout,
+                        });
                         next += 1;
+                        sent_new = true;
                     }
                     Err(e) => cut = Some(e),
                 }
             }
-            let Some((ack, deadline)) = window.pop_front() else {
+            if cut.is_none() && next == batch.len() && sent_new && !window.is_empty() {
+                self.carry_over(window, beyond);
+                return Ok(Delivered::InFlight { acked });
+            }
+            // Everything is out and awaited: newer messages in the queue end the call
+            // (the loop reads them and the next call publishes them as the window
+            // slides) rather than waiting for the whole window.
+            let idle = cut.is_none() && next == batch.len();
+            let Some(front) = window.front_mut() else {
                 break;
             };
-            let error = match tokio::time::timeout_at(deadline, ack).await {
+            let answer = tokio::select! {
+                biased;
+                answer = tokio::time::timeout_at(front.deadline, &mut front.ack) => Some(answer),
+                _ = self.fifo.wait_for_messages(), if idle => None,
+            };
+            let Some(answer) = answer else {
+                self.carry_over(window, beyond);
+                return Ok(Delivered::InFlight { acked });
+            };
+            window.pop_front();
+            let error = match answer {
                 Ok(Ok(Ok(()))) => {
                     acked += 1;
                     continue;
+                }
+                // Refused: the rest of the window is still in flight, and stays awaited.
+                Ok(Ok(Err(e @ DeliveryError::Permanent(_)))) => {
+                    self.carry_over(window, beyond);
+                    e
                 }
                 Ok(Ok(Err(e))) => e,
                 Ok(Err(_)) => DeliveryError::Transient(Failure::ShuttingDown),
@@ -198,11 +238,57 @@ impl Transport for MqttTransport {
             };
             return Err(Partial { acked, error });
         }
+        self.carry_over(window, beyond);
         match cut {
             Some(error) => Err(Partial { acked, error }),
-            None => Ok(()),
+            None => Ok(Delivered::All),
         }
     }
+}
+
+/// A publish on its way: the message, its acknowledgement and when to give up on it.
+struct Sent {
+    id: MessageId,
+    ack: Ack,
+    deadline: tokio::time::Instant,
+}
+
+/// The publishes of earlier calls that a batch starts with.
+struct Resumed {
+    /// In flight, for the first `window.len()` messages of the batch.
+    window: VecDeque<Sent>,
+    /// In flight, for messages past the batch's end (a shorter batch than the last).
+    beyond: VecDeque<Sent>,
+}
+
+impl MqttTransport {
+    /// Takes up the publishes still in flight from the last call, if the batch starts
+    /// with their messages. If it does not (the loop expired or dead-lettered one of
+    /// them meanwhile), they are forgotten: their acknowledgements are ignored and the
+    /// messages are published again (at-least-once).
+    fn resume(&self, batch: &[StoredMessage]) -> Resumed {
+        let mut window = std::mem::take(&mut *lock_carried(&self.carried));
+        let same = window
+            .iter()
+            .zip(batch)
+            .take_while(|(sent, m)| sent.id == m.id)
+            .count();
+        if same < window.len() && same < batch.len() {
+            window.clear();
+        }
+        let beyond = window.split_off(same.min(window.len()));
+        Resumed { window, beyond }
+    }
+
+    /// Keeps the publishes still in flight for the next call, oldest first.
+    fn carry_over(&self, mut window: VecDeque<Sent>, beyond: VecDeque<Sent>) {
+        window.extend(beyond);
+        *lock_carried(&self.carried) = window;
+    }
+}
+
+fn lock_carried(carried: &Mutex<VecDeque<Sent>>) -> std::sync::MutexGuard<'_, VecDeque<Sent>> {
+    carried.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 type Ack = oneshot::Receiver<Result<(), DeliveryError>>;

@@ -40,6 +40,7 @@ fn main() {
         "http-10",
         "mqtt-16",
         "mqtt-delay",
+        "mqtt-drain",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -70,6 +71,7 @@ fn main() {
             "http-10" => http_small(10, 10_000),
             "mqtt-16" => mqtt_default_window(),
             "mqtt-delay" => mqtt_delay(),
+            "mqtt-drain" => mqtt_drain(),
             other => eprintln!(
                 "unknown scenario {other}; known: {all:?} (and plugin's parts: plugin-calls, plugin-idle)"
             ),
@@ -385,6 +387,7 @@ struct Tally {
     wire_bytes: AtomicU64,
     body_bytes: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
+    first_ns: AtomicU64,
     last_ns: AtomicU64,
 }
 
@@ -405,7 +408,19 @@ impl Tally {
         self.messages.fetch_add(messages.max(1), Ordering::Relaxed);
         self.body_bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let _ = self
+            .first_ns
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
         self.last_ns.store(now, Ordering::Relaxed);
+    }
+
+    /// From the first delivery to the last.
+    fn span(&self) -> Duration {
+        let (first, last) = (
+            self.first_ns.load(Ordering::Relaxed),
+            self.last_ns.load(Ordering::Relaxed),
+        );
+        Duration::from_nanos(last.saturating_sub(first))
     }
 
     fn wait(&self, n: u64, timeout: Duration) -> bool {
@@ -745,6 +760,50 @@ fn mqtt_scenario(name: &str, broker_config: &str, in_flight: usize, delay: Optio
     drop(broker);
 }
 
+/// (b) the MQTT delivery path alone: 2,000 messages of 100 events queued while the
+/// broker is down, then drained through windows of 1 and 16 on a default mosquitto.
+/// Nothing else competes for the cores, so this is the window's own rate.
+fn mqtt_drain() {
+    for window in [1, 16] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker =
+            outpost_tests::mosquitto::Mosquitto::start(dir.path(), "max_queued_messages 1000000\n");
+        let tally = Arc::new(Tally::default());
+        mqtt_subscriber(broker.port, tally.clone());
+        broker.stop();
+        // The agent retries once a second, the subscriber every 50 ms: it is subscribed
+        // again before the first publish.
+        let agent = Agent::start(&bench_config(&format!(
+            "type = \"mqtt\"\nurl = \"{}\"\ntopic = \"bench/{{device_id}}\"\nqos = 1\nmax_packet_bytes = 4194304\nmax_in_flight = {window}\nretry = {{ initial_ms = 1000, max_ms = 1000 }}",
+            broker.url()
+        )));
+        let payload = Arc::new(body(100, 1024));
+        let (accepted, _, _) = drive_load(agent.addr, 8, 2000, 0, &payload);
+        let cpu0 = agent.cpu_seconds();
+        broker.restart();
+        let drained = tally.wait(accepted, Duration::from_secs(600));
+        let cpu = agent.cpu_seconds() - cpu0;
+        let span = tally.span();
+        let mut r = Report::new(&format!(
+            "b-drain) mqtt: {accepted} queued messages of 100 events drained, max_in_flight = {window}, default mosquitto"
+        ));
+        r.add(
+            "drained events/s (first delivery→last)",
+            if drained {
+                format!("{:.0}", accepted as f64 * 100.0 / span.as_secs_f64())
+            } else {
+                "incomplete".into()
+            },
+        );
+        r.add(
+            "first → last delivery",
+            format!("{:.2} s", span.as_secs_f64()),
+        );
+        r.add("agent CPU seconds (drain)", format!("{cpu:.2}"));
+        r.print();
+    }
+}
+
 /// A TCP relay on a free port to 127.0.0.1:`upstream` that holds every chunk for
 /// `delay` in each direction, in order: a long round trip on the loopback interface,
 /// without privileges (no `tc netem`).
@@ -800,6 +859,11 @@ fn mqtt_subscriber(port: u16, tally: Arc<Tally>) {
     o.set_max_packet_size(8 << 20, 8 << 20);
     o.set_keep_alive(Duration::from_secs(30));
     let (client, mut connection) = Client::new(o, 1000);
+    // The subscriber acknowledges at once (no Nagle on its side): it is the yardstick,
+    // not part of what is measured.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    connection.eventloop.set_network_options(network);
     let ready = Arc::new(AtomicBool::new(false));
     let flag = ready.clone();
     std::thread::spawn(move || {

@@ -13,7 +13,7 @@ async fn dead_letter_moves_and_counts() {
         .unwrap();
     q.commit(ins).await.unwrap();
     let a = &q.sink("a").unwrap();
-    let head = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
+    let head = q.peek(a, &[], 1, usize::MAX).unwrap().messages.remove(0);
     q.dead_letter(a, &head, "400 Bad Request", Some(400))
         .unwrap();
     assert_eq!(bodies(&q, "a"), ["good"]);
@@ -45,7 +45,7 @@ async fn dead_letters_are_replayed_into_their_fifo_or_purged() {
     q.commit(ins).await.unwrap();
     let (a, b) = (&q.sink("a").unwrap(), &q.sink("b").unwrap());
     let refuse = |sink: &SinkQueue| {
-        let m = q.peek(sink, 1, usize::MAX).unwrap().messages.remove(0);
+        let m = q.peek(sink, &[], 1, usize::MAX).unwrap().messages.remove(0);
         q.dead_letter(sink, &m, "no", None).unwrap();
         m.id
     };
@@ -63,7 +63,7 @@ async fn dead_letters_are_replayed_into_their_fifo_or_purged() {
         ["tail", big.as_str()],
         "back at the tail of its FIFO"
     );
-    let replayed = q.peek(a, 2, usize::MAX).unwrap().messages;
+    let replayed = q.peek(a, &[], 2, usize::MAX).unwrap().messages;
     assert_eq!(replayed[1].id, two, "with its id");
     assert_eq!(a.dead_letters(), 1);
 

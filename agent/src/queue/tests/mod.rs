@@ -24,7 +24,7 @@ pub(super) fn message(sink: &str, body: &str) -> Message {
 pub(super) fn bodies(queue: &Queue, sink: &str) -> Vec<String> {
     let sink = queue.sink(sink).unwrap();
     queue
-        .peek(&sink, 1000, usize::MAX)
+        .peek(&sink, &[], 1000, usize::MAX)
         .unwrap()
         .messages
         .iter()
@@ -47,12 +47,28 @@ async fn fifo_per_sink_and_ack_deletes() {
     assert_eq!(q.stats().depth, 4);
 
     let a = &q.sink("a").unwrap();
-    let head = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
+    let head = q.peek(a, &[], 1, usize::MAX).unwrap().messages.remove(0);
     q.ack(a, &head).unwrap();
     q.ack(a, &head).unwrap(); // a second ack is harmless
     assert_eq!(bodies(&q, "a"), ["2", "3"]);
     assert_eq!(a.depth(), 2);
     assert_eq!(q.stats().depth, 3);
+}
+
+#[tokio::test]
+async fn a_peek_leaves_out_the_messages_held_and_still_reads_older_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
+    let all = ["1", "2", "3", "4", "5"].map(|b| message("a", b));
+    let ins = q.insert(&all).unwrap();
+    q.commit(ins).await.unwrap();
+    let a = &q.sink("a").unwrap();
+    let held = q.peek(a, &[], 10, usize::MAX).unwrap().messages;
+    // Held (in flight): 2 and 3. "1" stands for a message committed late, behind
+    // them: it is read all the same.
+    let next = q.peek(a, &held[1..3], 2, usize::MAX).unwrap().messages;
+    let next: Vec<_> = next.iter().map(|m| &m.payload[..]).collect();
+    assert_eq!(next, [&b"1"[..], b"4"]);
 }
 
 #[tokio::test]
@@ -73,7 +89,7 @@ async fn survives_reopen_with_counters() {
         let ins = q.insert(&[message("a", "1"), message("a", "2")]).unwrap();
         q.commit(ins).await.unwrap();
         let ids: Vec<_> = q
-            .peek(&q.sink("a").unwrap(), 10, usize::MAX)
+            .peek(&q.sink("a").unwrap(), &[], 10, usize::MAX)
             .unwrap()
             .messages
             .iter()
@@ -86,7 +102,7 @@ async fn survives_reopen_with_counters() {
     assert_eq!(q.stats().depth, 2);
     assert_eq!(q.stats().bytes, bytes);
     let again: Vec<_> = q
-        .peek(&q.sink("a").unwrap(), 10, usize::MAX)
+        .peek(&q.sink("a").unwrap(), &[], 10, usize::MAX)
         .unwrap()
         .messages
         .iter()
@@ -185,7 +201,7 @@ async fn large_payloads_live_in_segments_and_go_once_acked() {
     assert!(q.stats().bytes > 10_000, "and are counted again");
     assert_eq!(q.segment_files(), 1, "the old segment, no new one yet");
     let a = &q.sink("a").unwrap();
-    for m in q.peek(a, 10, usize::MAX).unwrap().messages {
+    for m in q.peek(a, &[], 10, usize::MAX).unwrap().messages {
         q.ack(a, &m).unwrap();
     }
     assert_eq!(q.stats().bytes, 0);
@@ -208,7 +224,7 @@ async fn refused_batch_releases_its_payloads() {
     assert!(q.insert(&[message("a", &big), message("a", &big)]).is_err());
     assert_eq!(q.stats().depth, 2);
     let a = &q.sink("a").unwrap();
-    for m in q.peek(a, 10, usize::MAX).unwrap().messages {
+    for m in q.peek(a, &[], 10, usize::MAX).unwrap().messages {
         q.ack(a, &m).unwrap();
     }
     q.flush_blocking().unwrap();

@@ -14,7 +14,7 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
         .unwrap();
     q.commit(ins).await.unwrap();
     let head = q
-        .peek(&q.sink("a").unwrap(), 1, usize::MAX)
+        .peek(&q.sink("a").unwrap(), &[], 1, usize::MAX)
         .unwrap()
         .messages
         .remove(0);
@@ -40,7 +40,7 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
     let ins = q.insert(&[message("a", "after")]).unwrap();
     q.commit(ins).await.unwrap();
     let ids: Vec<_> = q
-        .peek(&q.sink("a").unwrap(), 10, usize::MAX)
+        .peek(&q.sink("a").unwrap(), &[], 10, usize::MAX)
         .unwrap()
         .messages
         .iter()
@@ -61,11 +61,11 @@ async fn compaction_keeps_every_record_and_gives_space_back() {
         let ins = q.insert(&messages).unwrap();
         q.commit(ins).await.unwrap();
     }
-    let head: Vec<_> = q.peek(a, 19_990, usize::MAX).unwrap().messages;
+    let head: Vec<_> = q.peek(a, &[], 19_990, usize::MAX).unwrap().messages;
     for m in &head {
         q.ack(a, m).unwrap();
     }
-    let bad = q.peek(a, 1, usize::MAX).unwrap().messages.remove(0);
+    let bad = q.peek(a, &[], 1, usize::MAX).unwrap().messages.remove(0);
     q.dead_letter(a, &bad, "refused", Some(400)).unwrap();
     let kv = q.kv_stores().open("plugin", 1 << 20).unwrap();
     kv.set("state", b"kept").unwrap();
@@ -87,7 +87,7 @@ async fn compaction_keeps_every_record_and_gives_space_back() {
     let ins = q.insert(&[message("a", "new")]).unwrap();
     q.commit(ins).await.unwrap();
     let ids: Vec<_> = q
-        .peek(a, 20, usize::MAX)
+        .peek(a, &[], 20, usize::MAX)
         .unwrap()
         .messages
         .iter()

@@ -12,10 +12,22 @@ use super::*;
 use crate::config::QueueConfig;
 use crate::sinks::Failure;
 
+/// What the scripted transport answers to a call.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// [`Delivered::All`].
+    Acked,
+    /// [`Delivered::InFlight`] with this many acknowledged.
+    InFlight(usize),
+    /// A [`Partial`] with this many acknowledged; permanent or not.
+    Fail(usize, bool),
+}
+use Answer::*;
+
 /// A transport that answers from a script and records what it was given.
 struct Scripted {
     batch_len: usize,
-    answers: Mutex<VecDeque<Result<(), (usize, bool)>>>,
+    answers: Mutex<VecDeque<Answer>>,
     calls: Arc<Mutex<Vec<Vec<String>>>>,
     /// Run on every call (e.g. to break the queue's storage meanwhile).
     on_call: Option<Box<dyn Fn() + Send + Sync>>,
@@ -26,7 +38,7 @@ impl Transport for Scripted {
         head.len().min(self.batch_len)
     }
 
-    async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
+    async fn deliver(&self, batch: &[StoredMessage]) -> Result<Delivered, Partial> {
         let payloads = batch
             .iter()
             .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
@@ -37,13 +49,14 @@ impl Transport for Scripted {
         }
         let failure =
             || Failure::ConnectionLost(Arc::new(crate::mqtt::SessionError::ProtocolMismatch));
-        match self.answers.lock().unwrap().pop_front().unwrap_or(Ok(())) {
-            Ok(()) => Ok(()),
-            Err((acked, true)) => Err(Partial {
+        match self.answers.lock().unwrap().pop_front().unwrap_or(Acked) {
+            Acked => Ok(Delivered::All),
+            InFlight(acked) => Ok(Delivered::InFlight { acked }),
+            Fail(acked, true) => Err(Partial {
                 acked,
                 error: DeliveryError::Permanent(failure()),
             }),
-            Err((acked, false)) => Err(Partial {
+            Fail(acked, false) => Err(Partial {
                 acked,
                 error: DeliveryError::Transient(failure()),
             }),
@@ -64,7 +77,7 @@ struct Run {
 async fn drive_with(
     payloads: &[&str],
     batch_len: usize,
-    answers: Vec<Result<(), (usize, bool)>>,
+    answers: Vec<Answer>,
     setup: impl FnOnce(&mut DeliveryConfig, &Arc<Queue>) -> Option<Box<dyn Fn() + Send + Sync>>,
 ) -> Run {
     let dir = tempfile::tempdir().unwrap();
@@ -96,6 +109,7 @@ async fn drive_with(
         policy,
         peek: BATCH,
         shutdown,
+        carry: Vec::new(),
     };
     let transport = Scripted {
         batch_len,
@@ -127,7 +141,7 @@ async fn drive_with(
 async fn drive(
     payloads: &[&str],
     batch_len: usize,
-    answers: Vec<Result<(), (usize, bool)>>,
+    answers: Vec<Answer>,
 ) -> (Vec<Vec<String>>, Vec<String>) {
     let run = drive_with(payloads, batch_len, answers, |_, _| None).await;
     (run.calls, run.dead)
@@ -142,14 +156,14 @@ fn strs(calls: &[&[&str]]) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn a_partial_ack_resumes_after_the_acknowledged_prefix() {
-    let (calls, dead) = drive(&["a", "b", "c", "d"], 4, vec![Err((2, false))]).await;
+    let (calls, dead) = drive(&["a", "b", "c", "d"], 4, vec![Fail(2, false)]).await;
     assert_eq!(calls, strs(&[&["a", "b", "c", "d"], &["c", "d"]]));
     assert!(dead.is_empty());
 }
 
 #[tokio::test]
 async fn a_refused_batch_is_sent_one_by_one_and_only_the_culprit_is_dead_lettered() {
-    let answers = vec![Err((0, true)), Ok(()), Err((0, true)), Ok(())];
+    let answers = vec![Fail(0, true), Acked, Fail(0, true), Acked];
     let (calls, dead) = drive(&["a", "b", "c", "d"], 3, answers).await;
     assert_eq!(
         calls,
@@ -160,7 +174,7 @@ async fn a_refused_batch_is_sent_one_by_one_and_only_the_culprit_is_dead_lettere
 
 #[tokio::test]
 async fn a_refusal_after_an_acknowledged_prefix_isolates_the_rest() {
-    let answers = vec![Err((1, true)), Err((0, true))];
+    let answers = vec![Fail(1, true), Fail(0, true)];
     let (calls, dead) = drive(&["a", "b", "c"], 3, answers).await;
     assert_eq!(calls, strs(&[&["a", "b", "c"], &["b"], &["c"]]));
     assert_eq!(dead, ["b"]);
@@ -168,14 +182,14 @@ async fn a_refusal_after_an_acknowledged_prefix_isolates_the_rest() {
 
 #[tokio::test]
 async fn a_single_refused_message_is_dead_lettered_and_the_fifo_moves_on() {
-    let (calls, dead) = drive(&["a", "b"], 1, vec![Err((0, true))]).await;
+    let (calls, dead) = drive(&["a", "b"], 1, vec![Fail(0, true)]).await;
     assert_eq!(calls, strs(&[&["a"], &["b"]]));
     assert_eq!(dead, ["a"]);
 }
 
 #[tokio::test]
 async fn a_message_failing_max_attempts_times_is_dead_lettered_and_the_fifo_moves_on() {
-    let answers = vec![Err((0, false)), Err((0, false)), Err((0, false))];
+    let answers = vec![Fail(0, false), Fail(0, false), Fail(0, false)];
     let run = drive_with(&["poison", "next"], 1, answers, |policy, _| {
         policy.max_attempts = std::num::NonZeroU32::new(3);
         None
@@ -221,4 +235,26 @@ async fn deletes_that_fail_are_retried_without_sending_the_messages_again() {
     );
     assert_eq!(run.state.status(), crate::sinks::SinkStatus::Connected);
     assert!(run.state.last_error().unwrap().contains("failed"));
+}
+
+#[tokio::test]
+async fn messages_in_flight_start_the_next_batch_followed_by_the_rest_of_the_head() {
+    let payloads: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
+    // 64 read (BATCH); 60 acknowledged, 4 still in flight: they lead the next batch,
+    // followed by the 36 messages after them.
+    let (calls, dead) = drive(&payloads, 100, vec![InFlight(60), Acked]).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0], payloads[..64]);
+    assert_eq!(calls[1], payloads[60..]);
+    assert!(dead.is_empty());
+}
+
+#[tokio::test]
+async fn messages_in_flight_are_handed_back_at_once_when_nothing_newer_is_queued() {
+    // Nothing follows the carried messages: the next call gets them without waiting
+    // for new ones (the transport then awaits their acknowledgements).
+    let (calls, dead) = drive(&["a", "b", "c", "d"], 4, vec![InFlight(1), Acked]).await;
+    assert_eq!(calls, strs(&[&["a", "b", "c", "d"], &["b", "c", "d"]]));
+    assert!(dead.is_empty());
 }

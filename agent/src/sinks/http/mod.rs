@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::header::PROXY_AUTHORIZATION;
 use hyper::{HeaderMap, Request, Uri};
 
-use super::{DeliveryError, Failure, Partial, Transport};
+use super::{Delivered, DeliveryError, Failure, Partial, Transport};
 use crate::config::{Compression, HttpSinkConfig};
 use crate::queue::StoredMessage;
 use body::Chunks;
@@ -144,7 +144,8 @@ impl Transport for HttpTransport {
         n
     }
 
-    async fn deliver(&self, batch: &[StoredMessage]) -> Result<(), Partial> {
-        Ok(self.post(batch).await?)
+    async fn deliver(&self, batch: &[StoredMessage]) -> Result<Delivered, Partial> {
+        self.post(batch).await?;
+        Ok(Delivered::All)
     }
 }
