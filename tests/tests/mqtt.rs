@@ -255,6 +255,46 @@ fn oversize_message_is_dead_lettered_while_the_others_flow() {
 }
 
 #[test]
+fn a_publish_the_broker_refuses_is_dead_lettered_alone_and_the_window_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Anonymous clients may publish under the handler "ok" only: MQTT 5 answers the
+    // others with a PUBACK whose reason code refuses them.
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic read outpost/#\ntopic write outpost/+/+/ok\n").unwrap();
+    let mut broker = Mosquitto::start(dir.path(), &format!("acl_file {}", acl.display()));
+    let sub = Subscriber::start(broker.port, "outpost/#");
+    let agent = Agent::start(
+        dir.path(),
+        &forward_to_mqtt(&broker.url(), "protocol = \"5\"\nmax_in_flight = 16"),
+    );
+    // Queued while the broker is away, so the refused one is in flight with others.
+    broker.stop();
+    post(&agent, "r-00", "ok", json!({"i": 0}));
+    post(&agent, "refused", "no", json!({"i": 1}));
+    for i in 2..20 {
+        post(&agent, &format!("r-{i:02}"), "ok", json!({"i": i}));
+    }
+    broker.restart();
+    let h = wait_for("the dead letter and an empty queue", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sinks"]["cloud"]["dead_letters"] == 1 && h["queue"]["depth"] == 0).then_some(h)
+    });
+    assert!(
+        h["sinks"]["cloud"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("NotAuthorized"),
+        "{h}"
+    );
+    let mut expected = ids("r", 0..1);
+    expected.extend(ids("r", 2..20));
+    let got = distinct_ids(&sub.wait(19, DELIVERY));
+    assert_eq!(got, expected, "the others, once each, in order");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sub.messages().len(), 19, "nothing sent again");
+}
+
+#[test]
 fn mqtts_with_a_test_ca_and_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::generate(&dir.path().join("certs"));

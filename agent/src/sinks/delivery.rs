@@ -27,7 +27,8 @@ pub(super) struct DeliveryLoop {
     pub shutdown: watch::Receiver<bool>,
     /// Messages the transport sent but whose acknowledgement it still awaits
     /// ([`Delivered::InFlight`]), oldest first: the next batch starts with them, so a
-    /// window slides across batches instead of draining at each batch's end.
+    /// window slides across batches instead of draining at each batch's end. At most
+    /// a window (the rest of a batch that was sent whole).
     pub carry: Vec<StoredMessage>,
 }
 
@@ -56,6 +57,8 @@ impl DeliveryLoop {
     /// are delivered again after the restart (at-least-once).
     pub async fn run<T: Transport>(mut self, transport: T) {
         let mut backoff = Backoff::new(&self.policy.retry);
+        // Kept across passes: a message in flight when a pass ends is still counted.
+        let mut attempts = Attempts::default();
         while !*self.shutdown.borrow() {
             let mut batch = match self.next_batch().await {
                 Ok(Some(batch)) => batch,
@@ -70,13 +73,15 @@ impl DeliveryLoop {
                 }
             };
             self.state.set_in_flight(batch.len() as u64);
-            let outcomes = self.deliver(&transport, &batch, &mut backoff).await;
-            self.state.set_in_flight(0);
+            let outcomes = self
+                .deliver(&transport, &batch, &mut backoff, &mut attempts)
+                .await;
             if !self.settle(&batch[..outcomes.len()], &outcomes).await {
                 break;
             }
             // Unsettled messages: in flight (or left at shutdown, when the loop ends).
             self.carry = batch.split_off(outcomes.len());
+            self.state.set_in_flight(self.carry.len() as u64);
         }
     }
 
@@ -123,9 +128,9 @@ impl DeliveryLoop {
         transport: &T,
         batch: &[StoredMessage],
         backoff: &mut Backoff,
+        attempts: &mut Attempts,
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut attempts = Attempts::default();
         // After a batch of several was refused: how many to send one by one, so that only
         // the refused message is dead-lettered.
         let mut isolate = 0usize;
@@ -147,13 +152,19 @@ impl DeliveryLoop {
             let (acked, error) = match result {
                 Ok(Delivered::All) => (n, None),
                 Ok(Delivered::InFlight { acked }) => {
-                    // Settle what is acknowledged, read on after the rest.
                     let acked = acked.min(n);
                     if acked > 0 {
                         backoff.reset();
                         self.state.delivered(acked);
                         outcomes.extend((0..acked).map(|_| Outcome::Acked));
+                        isolate = isolate.saturating_sub(acked);
                     }
+                    if isolate > 0 {
+                        // One by one: call again for the same message, whose
+                        // acknowledgement the transport then awaits.
+                        continue;
+                    }
+                    // Settle what is acknowledged; the next pass starts with the rest.
                     break;
                 }
                 Err(Partial { acked, error }) => (acked.min(n - 1), Some(error)),
@@ -166,7 +177,12 @@ impl DeliveryLoop {
             }
             let Some(error) = error else { continue };
             let failing = &head[acked];
-            match self.judge(error, failing, n - acked, &mut attempts) {
+            let unsettled = if transport.pinpoints_refusals() {
+                1
+            } else {
+                n - acked
+            };
+            match self.judge(error, failing, unsettled, attempts) {
                 Judged::Isolate(k) => isolate = k,
                 Judged::Refused(error) => {
                     outcomes.push(Outcome::Refused(error));
@@ -187,7 +203,8 @@ impl DeliveryLoop {
     }
 
     /// What a failed attempt at `failing` (with `unsettled` messages from it on in the
-    /// call) means: isolate the batch's culprit, dead-letter it, or retry.
+    /// call that the error may be about) means: isolate the batch's culprit,
+    /// dead-letter it, or retry.
     fn judge(
         &self,
         error: DeliveryError,

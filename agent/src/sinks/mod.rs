@@ -39,6 +39,14 @@ pub trait Transport: Send + Sync + 'static {
         1
     }
 
+    /// Whether a [`DeliveryError::Permanent`] in a [`Partial`] is about the message
+    /// right after the acknowledged prefix alone (acknowledgements per message, as
+    /// MQTT's), rather than about the whole rest of the batch (one HTTP request): then
+    /// the loop dead-letters that message without sending the rest one by one.
+    fn pinpoints_refusals(&self) -> bool {
+        false
+    }
+
     /// Delivers `batch` in order; [`Delivered::All`] means the remote side acknowledged
     /// all of it. A [`DeliveryError::Permanent`] for a batch of several messages does not
     /// say which one was refused: the loop then retries them one by one.
@@ -57,7 +65,8 @@ pub enum Delivered {
     /// transport still awaits their acknowledgements. The loop settles the first
     /// `acked` and starts the next batch with the rest (which the transport must not
     /// send again), followed by newer messages: an in-flight window that slides across
-    /// batches. A transport answers this only after sending something new in the call.
+    /// batches. A transport answers this only when the next call can make progress:
+    /// it sent something new in this one, or newer messages were queued meanwhile.
     InFlight { acked: usize },
 }
 

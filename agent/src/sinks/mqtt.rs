@@ -14,7 +14,10 @@
 //!   and replay list, and fails every waiter: the delivery loop then resends from the
 //!   sled queue (never trusting rumqttc's in-memory copy, which a clean session loses);
 //! * a missing acknowledgement forces a reconnect, so a late PUBACK can never match a
-//!   reused packet id.
+//!   reused packet id;
+//! * a publish the transport stops awaiting on the same connection (its message
+//!   expired meanwhile) keeps its packet id until its acknowledgement comes: rumqttc
+//!   does not reuse an unacknowledged id.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,6 +43,8 @@ type Waiter = oneshot::Sender<Result<(), DeliveryError>>;
 #[derive(Default)]
 struct InFlight {
     connected: bool,
+    /// Counts connections: publishes carried from an earlier one are not awaited.
+    epoch: u64,
     /// Enqueued publishes whose packet id is not known yet, oldest first.
     unassigned: VecDeque<Waiter>,
     /// Sent publishes waiting for their acknowledgement.
@@ -167,6 +172,11 @@ impl Transport for MqttTransport {
         head.len()
     }
 
+    /// Each publish has its own acknowledgement (or MQTT 5 refusal).
+    fn pinpoints_refusals(&self) -> bool {
+        true
+    }
+
     /// Publishes `batch` through a sliding window of `max_in_flight`: the next message
     /// goes out as soon as the oldest in flight is acknowledged, and acknowledgements
     /// are taken in order. Once the whole batch is out, the call returns
@@ -177,7 +187,7 @@ impl Transport for MqttTransport {
     /// algorithm on: they hold back the later acknowledgements until the agent's delayed
     /// ACK, 40 ms; a publish going out carries that ACK at once.)
     async fn deliver(&self, batch: &[StoredMessage]) -> Result<Delivered, Partial> {
-        let Resumed { mut window, beyond } = self.resume(batch);
+        let mut window = self.resume(batch);
         let (mut next, mut acked) = (window.len(), 0);
         let mut sent_new = false;
         // Why publishing stopped short of the batch, if it did.
@@ -185,12 +195,8 @@ impl Transport for MqttTransport {
         loop {
             while cut.is_none() && next < batch.len() && window.len() < self.max_in_flight {
                 match self.publish_one(&batch[next]) {
-                    Ok(ack) => {
-                        window.push_back(Sent {
-                            id: batch[next].id,
-                            ack,
-                            deadline: tokio::time::Instant::now() + self.ack_timeout,
-                        });
+                    Ok(sent) => {
+                        window.push_back(sent);
                         next += 1;
                         sent_new = true;
                     }
@@ -198,7 +204,7 @@ impl Transport for MqttTransport {
                 }
             }
             if cut.is_none() && next == batch.len() && sent_new && !window.is_empty() {
-                self.carry_over(window, beyond);
+                self.carry_over(window);
                 return Ok(Delivered::InFlight { acked });
             }
             // Everything is out and awaited: newer messages in the queue end the call
@@ -214,7 +220,7 @@ impl Transport for MqttTransport {
                 _ = self.fifo.wait_for_messages(), if idle => None,
             };
             let Some(answer) = answer else {
-                self.carry_over(window, beyond);
+                self.carry_over(window);
                 return Ok(Delivered::InFlight { acked });
             };
             window.pop_front();
@@ -223,9 +229,10 @@ impl Transport for MqttTransport {
                     acked += 1;
                     continue;
                 }
-                // Refused: the rest of the window is still in flight, and stays awaited.
+                // Refused: the rest of the window is still in flight, and the next call
+                // (for the messages after this one) takes it up.
                 Ok(Ok(Err(e @ DeliveryError::Permanent(_)))) => {
-                    self.carry_over(window, beyond);
+                    self.carry_over(window);
                     e
                 }
                 Ok(Ok(Err(e))) => e,
@@ -238,7 +245,7 @@ impl Transport for MqttTransport {
             };
             return Err(Partial { acked, error });
         }
-        self.carry_over(window, beyond);
+        self.carry_over(window);
         match cut {
             Some(error) => Err(Partial { acked, error }),
             None => Ok(Delivered::All),
@@ -246,43 +253,38 @@ impl Transport for MqttTransport {
     }
 }
 
-/// A publish on its way: the message, its acknowledgement and when to give up on it.
+/// A publish on its way: the message, its acknowledgement, when to give up on it, and
+/// the connection it went out on.
 struct Sent {
     id: MessageId,
     ack: Ack,
     deadline: tokio::time::Instant,
-}
-
-/// The publishes of earlier calls that a batch starts with.
-struct Resumed {
-    /// In flight, for the first `window.len()` messages of the batch.
-    window: VecDeque<Sent>,
-    /// In flight, for messages past the batch's end (a shorter batch than the last).
-    beyond: VecDeque<Sent>,
+    epoch: u64,
 }
 
 impl MqttTransport {
-    /// Takes up the publishes still in flight from the last call, if the batch starts
-    /// with their messages. If it does not (the loop expired or dead-lettered one of
-    /// them meanwhile), they are forgotten: their acknowledgements are ignored and the
-    /// messages are published again (at-least-once).
-    fn resume(&self, batch: &[StoredMessage]) -> Resumed {
-        let mut window = std::mem::take(&mut *lock_carried(&self.carried));
-        let same = window
-            .iter()
-            .zip(batch)
-            .take_while(|(sent, m)| sent.id == m.id)
-            .count();
-        if same < window.len() && same < batch.len() {
-            window.clear();
+    /// Takes up the publishes still in flight from the last call, for the messages the
+    /// batch starts with. A carried publish whose message is not next in the batch (the
+    /// loop expired it meanwhile) is no longer awaited: its acknowledgement is ignored.
+    /// If the connection dropped since, none is (their waiters failed): the batch is
+    /// published again from its start, in order.
+    fn resume(&self, batch: &[StoredMessage]) -> VecDeque<Sent> {
+        let carried = std::mem::take(&mut *lock_carried(&self.carried));
+        let epoch = lock(&self.conn).epoch;
+        let mut window = VecDeque::with_capacity(carried.len());
+        if carried.iter().any(|sent| sent.epoch != epoch) {
+            return window;
         }
-        let beyond = window.split_off(same.min(window.len()));
-        Resumed { window, beyond }
+        for sent in carried {
+            if batch.get(window.len()).is_some_and(|m| m.id == sent.id) {
+                window.push_back(sent);
+            }
+        }
+        window
     }
 
     /// Keeps the publishes still in flight for the next call, oldest first.
-    fn carry_over(&self, mut window: VecDeque<Sent>, beyond: VecDeque<Sent>) {
-        window.extend(beyond);
+    fn carry_over(&self, window: VecDeque<Sent>) {
         *lock_carried(&self.carried) = window;
     }
 }
@@ -296,7 +298,7 @@ type Ack = oneshot::Receiver<Result<(), DeliveryError>>;
 impl MqttTransport {
     /// Enqueues one publish (while connected, under the lock the driver takes on a
     /// drop); its acknowledgement comes through the returned receiver.
-    fn publish_one(&self, message: &StoredMessage) -> Result<Ack, DeliveryError> {
+    fn publish_one(&self, message: &StoredMessage) -> Result<Sent, DeliveryError> {
         let mut conn = lock(&self.conn);
         if !conn.connected {
             return Err(DeliveryError::Transient(Failure::NotConnected));
@@ -319,7 +321,12 @@ impl MqttTransport {
             .map_err(|e| DeliveryError::Transient(Failure::Publish(Box::new(e))))?;
         let (tx, rx) = oneshot::channel();
         conn.enqueued(tx);
-        Ok(rx)
+        Ok(Sent {
+            id: message.id,
+            ack: rx,
+            deadline: tokio::time::Instant::now() + self.ack_timeout,
+            epoch: conn.epoch,
+        })
     }
 }
 
@@ -369,7 +376,11 @@ impl Driver {
     fn on_event(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Connected => {
-                lock(&self.conn).connected = true;
+                {
+                    let mut conn = lock(&self.conn);
+                    conn.connected = true;
+                    conn.epoch += 1;
+                }
                 self.backoff.reset();
                 self.state.connected();
                 tracing::info!(sink = %self.state.name, "connected to the MQTT broker");

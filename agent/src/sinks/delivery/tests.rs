@@ -27,6 +27,8 @@ use Answer::*;
 /// A transport that answers from a script and records what it was given.
 struct Scripted {
     batch_len: usize,
+    /// A permanent failure names the message after the acknowledged prefix alone.
+    pinpoints: bool,
     answers: Mutex<VecDeque<Answer>>,
     calls: Arc<Mutex<Vec<Vec<String>>>>,
     /// Run on every call (e.g. to break the queue's storage meanwhile).
@@ -36,6 +38,10 @@ struct Scripted {
 impl Transport for Scripted {
     fn batch_len(&self, head: &[StoredMessage]) -> usize {
         head.len().min(self.batch_len)
+    }
+
+    fn pinpoints_refusals(&self) -> bool {
+        self.pinpoints
     }
 
     async fn deliver(&self, batch: &[StoredMessage]) -> Result<Delivered, Partial> {
@@ -76,7 +82,7 @@ struct Run {
 /// the transport (given the queue).
 async fn drive_with(
     payloads: &[&str],
-    batch_len: usize,
+    (batch_len, pinpoints): (usize, bool),
     answers: Vec<Answer>,
     setup: impl FnOnce(&mut DeliveryConfig, &Arc<Queue>) -> Option<Box<dyn Fn() + Send + Sync>>,
 ) -> Run {
@@ -113,6 +119,7 @@ async fn drive_with(
     };
     let transport = Scripted {
         batch_len,
+        pinpoints,
         answers: Mutex::new(answers.into()),
         calls: Arc::clone(&calls),
         on_call,
@@ -143,7 +150,7 @@ async fn drive(
     batch_len: usize,
     answers: Vec<Answer>,
 ) -> (Vec<Vec<String>>, Vec<String>) {
-    let run = drive_with(payloads, batch_len, answers, |_, _| None).await;
+    let run = drive_with(payloads, (batch_len, false), answers, |_, _| None).await;
     (run.calls, run.dead)
 }
 
@@ -190,7 +197,7 @@ async fn a_single_refused_message_is_dead_lettered_and_the_fifo_moves_on() {
 #[tokio::test]
 async fn a_message_failing_max_attempts_times_is_dead_lettered_and_the_fifo_moves_on() {
     let answers = vec![Fail(0, false), Fail(0, false), Fail(0, false)];
-    let run = drive_with(&["poison", "next"], 1, answers, |policy, _| {
+    let run = drive_with(&["poison", "next"], (1, false), answers, |policy, _| {
         policy.max_attempts = std::num::NonZeroU32::new(3);
         None
     })
@@ -204,7 +211,7 @@ async fn a_message_failing_max_attempts_times_is_dead_lettered_and_the_fifo_move
 
 #[tokio::test]
 async fn messages_older_than_max_age_are_dropped_and_counted() {
-    let run = drive_with(&["old", "older"], 1, vec![], |policy, _| {
+    let run = drive_with(&["old", "older"], (1, false), vec![], |policy, _| {
         policy.max_age = Some(Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5)); // both queued 5 ms ago
         None
@@ -221,7 +228,7 @@ async fn messages_older_than_max_age_are_dropped_and_counted() {
 
 #[tokio::test]
 async fn deletes_that_fail_are_retried_without_sending_the_messages_again() {
-    let run = drive_with(&["a", "b"], 2, vec![], |_, queue| {
+    let run = drive_with(&["a", "b"], (2, false), vec![], |_, queue| {
         let queue = Arc::clone(queue);
         // The storage fails while the batch is out; the committer's maintenance
         // reopens the database a moment later, and the deletes go through.
@@ -257,4 +264,35 @@ async fn messages_in_flight_are_handed_back_at_once_when_nothing_newer_is_queued
     let (calls, dead) = drive(&["a", "b", "c", "d"], 4, vec![InFlight(1), Acked]).await;
     assert_eq!(calls, strs(&[&["a", "b", "c", "d"], &["b", "c", "d"]]));
     assert!(dead.is_empty());
+}
+
+#[tokio::test]
+async fn a_refusal_the_transport_pinpoints_dead_letters_that_message_alone() {
+    // Per-message acknowledgements (MQTT): no need to send the rest one by one.
+    let run = drive_with(&["a", "b", "c"], (3, true), vec![Fail(0, true)], |_, _| {
+        None
+    })
+    .await;
+    assert_eq!(run.calls, strs(&[&["a", "b", "c"], &["b", "c"]]));
+    assert_eq!(run.dead, ["a"]);
+}
+
+#[tokio::test]
+async fn max_attempts_counts_across_passes_that_end_with_messages_in_flight() {
+    // Each retry sends the head again and ends its pass with it still in flight: the
+    // failed attempts at "poison" still add up to max_attempts.
+    let answers = vec![
+        Fail(0, false),
+        InFlight(0),
+        Fail(0, false),
+        InFlight(0),
+        Fail(0, false),
+    ];
+    let run = drive_with(&["poison", "next"], (2, true), answers, |policy, _| {
+        policy.max_attempts = std::num::NonZeroU32::new(3);
+        None
+    })
+    .await;
+    assert_eq!(run.dead, ["poison"]);
+    assert_eq!(run.calls.last().unwrap(), &["next"]);
 }
