@@ -55,6 +55,20 @@ fn distinct_ids(messages: &[MqttMessage]) -> Vec<String> {
         .collect()
 }
 
+/// Waits until sink `cloud` has dead-lettered one message and the queue is empty, and
+/// checks that its last error says `why`; returns the health.
+fn one_dead_letter(agent: &Agent, why: &str) -> serde_json::Value {
+    let h = wait_for("one dead letter and an empty queue", DELIVERY, || {
+        let h = agent.get_json("/v1/health");
+        (h["sinks"]["cloud"]["dead_letters"] == 1 && h["queue"]["depth"] == 0).then_some(h)
+    });
+    let error = h["sinks"]["cloud"]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains(why), "{h}");
+    h
+}
+
 fn ids(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i:02}")).collect()
 }
@@ -237,17 +251,7 @@ fn oversize_message_is_dead_lettered_while_the_others_flow() {
     post(&agent, "s-01", "h", json!({"small": true}));
     let got = sub.wait(2, DELIVERY);
     assert_eq!(distinct_ids(&got), ["s-00", "s-01"]);
-    let h = wait_for("the dead letter", DELIVERY, || {
-        let h = agent.get_json("/v1/health");
-        (h["sinks"]["cloud"]["dead_letters"] == 1).then_some(h)
-    });
-    assert!(
-        h["sinks"]["cloud"]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("max_packet_bytes"),
-        "{h}"
-    );
+    let h = one_dead_letter(&agent, "max_packet_bytes");
     assert_eq!(
         h["sinks"]["cloud"]["connected"], true,
         "the connection was not wedged"
@@ -275,17 +279,7 @@ fn a_publish_the_broker_refuses_is_dead_lettered_alone_and_the_window_moves_on()
         post(&agent, &format!("r-{i:02}"), "ok", json!({"i": i}));
     }
     broker.restart();
-    let h = wait_for("the dead letter and an empty queue", DELIVERY, || {
-        let h = agent.get_json("/v1/health");
-        (h["sinks"]["cloud"]["dead_letters"] == 1 && h["queue"]["depth"] == 0).then_some(h)
-    });
-    assert!(
-        h["sinks"]["cloud"]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("NotAuthorized"),
-        "{h}"
-    );
+    one_dead_letter(&agent, "NotAuthorized");
     let mut expected = ids("r", 0..1);
     expected.extend(ids("r", 2..20));
     let got = distinct_ids(&sub.wait(19, DELIVERY));

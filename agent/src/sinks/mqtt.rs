@@ -105,8 +105,9 @@ pub(super) struct MqttTransport {
     fallback_topic: String,
 }
 
-fn lock(conn: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
-    conn.lock().unwrap_or_else(|e| e.into_inner())
+/// Locks `m`; a panic elsewhere while holding it leaves consistent state here.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MqttTransport {
@@ -262,6 +263,8 @@ struct Sent {
     epoch: u64,
 }
 
+type Ack = oneshot::Receiver<Result<(), DeliveryError>>;
+
 impl MqttTransport {
     /// Takes up the publishes still in flight from the last call, for the messages the
     /// batch starts with. A carried publish whose message is not next in the batch (the
@@ -269,7 +272,7 @@ impl MqttTransport {
     /// If the connection dropped since, none is (their waiters failed): the batch is
     /// published again from its start, in order.
     fn resume(&self, batch: &[StoredMessage]) -> VecDeque<Sent> {
-        let carried = std::mem::take(&mut *lock_carried(&self.carried));
+        let carried = std::mem::take(&mut *lock(&self.carried));
         let epoch = lock(&self.conn).epoch;
         let mut window = VecDeque::with_capacity(carried.len());
         if carried.iter().any(|sent| sent.epoch != epoch) {
@@ -285,17 +288,9 @@ impl MqttTransport {
 
     /// Keeps the publishes still in flight for the next call, oldest first.
     fn carry_over(&self, window: VecDeque<Sent>) {
-        *lock_carried(&self.carried) = window;
+        *lock(&self.carried) = window;
     }
-}
 
-fn lock_carried(carried: &Mutex<VecDeque<Sent>>) -> std::sync::MutexGuard<'_, VecDeque<Sent>> {
-    carried.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-type Ack = oneshot::Receiver<Result<(), DeliveryError>>;
-
-impl MqttTransport {
     /// Enqueues one publish (while connected, under the lock the driver takes on a
     /// drop); its acknowledgement comes through the returned receiver.
     fn publish_one(&self, message: &StoredMessage) -> Result<Sent, DeliveryError> {

@@ -511,6 +511,13 @@ max_bytes = 4294967296
     )
 }
 
+/// The bench config with an MQTT QoS 1 sink to 127.0.0.1:`port`; `extra` adds keys.
+fn mqtt_sink_config(port: u16, in_flight: usize, extra: &str) -> String {
+    bench_config(&format!(
+        "type = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{port}\"\ntopic = \"bench/{{device_id}}\"\nqos = 1\nmax_packet_bytes = 4194304\nmax_in_flight = {in_flight}\n{extra}"
+    ))
+}
+
 fn http_sink_config(url: &str) -> String {
     bench_config(&format!(
         "type = \"http\"\nurl = \"{url}\"\nretry = {{ initial_ms = 100, max_ms = 1000 }}"
@@ -739,9 +746,7 @@ fn mqtt_scenario(name: &str, broker_config: &str, in_flight: usize, delay: Optio
         Some(d) => delaying_relay(port, d),
         None => port,
     };
-    let config = bench_config(&format!(
-        "type = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{agent_port}\"\ntopic = \"bench/{{device_id}}\"\nqos = 1\nmax_packet_bytes = 4194304\nmax_in_flight = {in_flight}"
-    ));
+    let config = mqtt_sink_config(agent_port, in_flight, "");
     let load = match delay {
         Some(_) => Load {
             requests: 2000,
@@ -773,10 +778,11 @@ fn mqtt_drain() {
         broker.stop();
         // The agent retries once a second, the subscriber every 50 ms: it is subscribed
         // again before the first publish.
-        let agent = Agent::start(&bench_config(&format!(
-            "type = \"mqtt\"\nurl = \"{}\"\ntopic = \"bench/{{device_id}}\"\nqos = 1\nmax_packet_bytes = 4194304\nmax_in_flight = {window}\nretry = {{ initial_ms = 1000, max_ms = 1000 }}",
-            broker.url()
-        )));
+        let agent = Agent::start(&mqtt_sink_config(
+            broker.port,
+            window,
+            "retry = { initial_ms = 1000, max_ms = 1000 }",
+        ));
         let payload = Arc::new(body(100, 1024));
         let (accepted, _, _) = drive_load(agent.addr, 8, 2000, 0, &payload);
         let cpu0 = agent.cpu_seconds();
