@@ -126,7 +126,9 @@ async fn drive_with(
     };
     let task = tokio::spawn(looper.run(transport));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while fifo.depth() > 0 {
+    // Drained: nothing queued, and deletes work (a reopen of the storage zeroes the
+    // depth for a moment while the loop is still stalled on its deletes).
+    while fifo.depth() > 0 || state.status() == crate::sinks::SinkStatus::Stalled {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the FIFO never drained"
