@@ -9,6 +9,7 @@ pub mod client;
 pub mod mosquitto;
 pub mod proxy;
 pub mod receiver;
+pub mod relay;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

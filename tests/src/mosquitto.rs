@@ -48,7 +48,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nautosave_interval 1\n{}\n",
+                 persistence_location {}/\nautosave_interval 1\nlog_type all\n{}\n",
                 dir.display(),
                 extra.replace("{PORT}", &port.to_string())
             ),
@@ -69,7 +69,13 @@ impl Mosquitto {
             .arg("-c")
             .arg(&self.conf)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&self.log).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)
+                    .unwrap(),
+            )
             .spawn()
             .expect("start mosquitto (apt-get install mosquitto)");
         self.child = Some(child);
@@ -108,6 +114,14 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(150).collect();
+            eprintln!("--- mosquitto's log, last {} lines:", tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

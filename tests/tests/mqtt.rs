@@ -7,6 +7,7 @@ use outpost_tests::agent::Agent;
 use outpost_tests::certs::Certs;
 use outpost_tests::mosquitto::{Mosquitto, MqttMessage, Subscriber};
 use outpost_tests::receiver::Receiver;
+use outpost_tests::relay::Relay;
 use outpost_tests::wait_for;
 use serde_json::json;
 
@@ -265,27 +266,43 @@ fn a_publish_the_broker_refuses_is_dead_lettered_alone_and_the_window_moves_on()
     // others with a PUBACK whose reason code refuses them.
     let acl = dir.path().join("acl");
     std::fs::write(&acl, "topic read outpost/#\ntopic write outpost/+/+/ok\n").unwrap();
-    let mut broker = Mosquitto::start(dir.path(), &format!("acl_file {}", acl.display()));
+    let broker = Mosquitto::start(dir.path(), &format!("acl_file {}", acl.display()));
     let sub = Subscriber::start(broker.port, "outpost/#");
+    // The agent reaches the broker through a link the test cuts: the broker stays up,
+    // so the subscriber's session keeps receiving. (A restarted mosquitto 2.0 with an
+    // acl_file does not queue messages for a restored session until its client is back,
+    // so a subscriber that reconnected after the agent's publishes missed them.)
+    let link = Relay::start(broker.port);
     let agent = Agent::start(
         dir.path(),
-        &forward_to_mqtt(&broker.url(), "protocol = \"5\"\nmax_in_flight = 16"),
+        &forward_to_mqtt(&link.mqtt_url(), "protocol = \"5\"\nmax_in_flight = 16"),
     );
-    // Queued while the broker is away, so the refused one is in flight with others.
-    broker.stop();
+    // Queued while the link is down, so the refused one is in flight with others.
+    link.cut();
     post(&agent, "r-00", "ok", json!({"i": 0}));
     post(&agent, "refused", "no", json!({"i": 1}));
     for i in 2..20 {
         post(&agent, &format!("r-{i:02}"), "ok", json!({"i": i}));
     }
-    broker.restart();
+    link.restore();
     one_dead_letter(&agent, "NotAuthorized");
+    // A last message after the others: once it is in, everything before it is (one
+    // sink, one subscription, in order), so any resend would be counted.
+    post(&agent, "r-20", "ok", json!({"i": 20}));
+    let got = wait_for("the last message", DELIVERY, || {
+        let got = sub.messages();
+        distinct_ids(&got)
+            .contains(&"r-20".to_owned())
+            .then_some(got)
+    });
     let mut expected = ids("r", 0..1);
-    expected.extend(ids("r", 2..20));
-    let got = distinct_ids(&sub.wait(19, DELIVERY));
-    assert_eq!(got, expected, "the others, once each, in order");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(sub.messages().len(), 19, "nothing sent again");
+    expected.extend(ids("r", 2..21));
+    assert_eq!(
+        distinct_ids(&got),
+        expected,
+        "the others, once each, in order"
+    );
+    assert_eq!(got.len(), 20, "nothing sent again");
 }
 
 #[test]
