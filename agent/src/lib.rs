@@ -13,6 +13,7 @@
 //! `app` assembles the parts and shuts them down in order. A producer's 202 means its
 //! messages are on disk; a message leaves the queue only when its sink acknowledged it.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -27,6 +28,8 @@ pub mod plugin;
 pub mod queue;
 pub mod retry;
 pub mod server;
+pub mod shutdown;
 pub mod sinks;
 pub mod sources;
+pub mod sync;
 pub mod tls;

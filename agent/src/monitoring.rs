@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sync;
 use outpost_pdk::Point;
 
 /// Points waiting for the next flush. Bounded: past `capacity`, new points are dropped
@@ -43,7 +44,7 @@ impl PointBuffer {
         if !self.enabled() {
             return;
         }
-        let mut buf = self.points.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = sync::lock(&self.points);
         for p in points {
             if buf.len() >= self.capacity {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -55,7 +56,7 @@ impl PointBuffer {
 
     /// Takes everything buffered.
     pub fn take(&self) -> Vec<Point> {
-        std::mem::take(&mut *self.points.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *sync::lock(&self.points))
     }
 
     /// Points dropped because the buffer was full.

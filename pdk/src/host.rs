@@ -128,7 +128,38 @@ pub fn agent_stats() -> crate::AgentStats {
 /// A small persistent key-value store, private to the plugin and kept across restarts
 /// (in the agent's database). The agent caps its total size per plugin.
 pub mod kv {
+    use std::fmt;
+
     use crate::{Error, Result};
+
+    /// Why a key-value operation failed. Native plugins get it as it is; WASM plugins
+    /// get its text through the ABI (whose error convention is text).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum KvError {
+        /// The key is empty or longer than `max` bytes.
+        BadKey { max: usize },
+        /// The value is longer than `max` bytes.
+        ValueTooLarge { max: usize },
+        /// The plugin's store would exceed its cap of `max` bytes.
+        Full { max: u64 },
+        /// The agent's storage failed; the reason, for the logs.
+        Storage(String),
+    }
+
+    impl fmt::Display for KvError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                KvError::BadKey { max } => write!(f, "kv keys must be 1..={max} bytes"),
+                KvError::ValueTooLarge { max } => {
+                    write!(f, "kv values must be at most {max} bytes")
+                }
+                KvError::Full { max } => write!(f, "kv store would exceed its {max} bytes"),
+                KvError::Storage(reason) => write!(f, "kv storage: {reason}"),
+            }
+        }
+    }
+
+    impl std::error::Error for KvError {}
 
     /// The value under `key`, if any.
     pub fn get(key: &str) -> Result<Option<Vec<u8>>> {
@@ -148,7 +179,7 @@ pub mod kv {
         }
         #[cfg(not(target_arch = "wasm32"))]
         crate::native::with_current(
-            |host| host.kv_get(key).map_err(Error::msg),
+            |host| host.kv_get(key).map_err(Error::from),
             || Err(Error::msg("kv: no agent to store into")),
         )
     }
@@ -164,7 +195,7 @@ pub mod kv {
         }
         #[cfg(not(target_arch = "wasm32"))]
         crate::native::with_current(
-            |host| host.kv_set(key, value).map_err(Error::msg),
+            |host| host.kv_set(key, value).map_err(Error::from),
             || Err(Error::msg("kv: no agent to store into")),
         )
     }
@@ -190,7 +221,7 @@ pub mod kv {
         }
         #[cfg(not(target_arch = "wasm32"))]
         crate::native::with_current(
-            |host| host.kv_delete(key).map_err(Error::msg),
+            |host| host.kv_delete(key).map_err(Error::from),
             || Err(Error::msg("kv: no agent to store into")),
         )
     }

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use crate::host::kv::KvError;
 use crate::host::LogLevel;
 use crate::{
     AgentStats, Config, Output, Plugin, PluginInfo, Point, Result, RouteRequest, RouteResponse,
@@ -15,10 +16,10 @@ use crate::{
 pub trait HostServices: Send + Sync {
     fn log(&self, level: LogLevel, message: &str);
     fn now_ms(&self) -> i64;
-    /// The value under `key`; `Err` with the reason if the store cannot be read.
-    fn kv_get(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, String>;
-    fn kv_set(&self, key: &str, value: &[u8]) -> std::result::Result<(), String>;
-    fn kv_delete(&self, key: &str) -> std::result::Result<(), String>;
+    /// The value under `key`, if any.
+    fn kv_get(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, KvError>;
+    fn kv_set(&self, key: &str, value: &[u8]) -> std::result::Result<(), KvError>;
+    fn kv_delete(&self, key: &str) -> std::result::Result<(), KvError>;
     fn agent_stats(&self) -> AgentStats;
 }
 

@@ -27,7 +27,7 @@ url = "http://127.0.0.1:9/x"
         plugins_dir.display()
     );
     let config = Config::parse(&data.join("outpost.toml"), &text, &Env::default()).unwrap();
-    PluginHost::load(&config, HostContext::detached(&config).unwrap()).unwrap()
+    PluginHost::load(&config, HostContext::detached(&config)).unwrap()
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn host(dir: &Path, data: &Path, plugins: &[(&str, &str)]) -> Result<PluginHost,
         ));
     }
     let config = Config::parse(&data.join("outpost.toml"), &text, &Env::default()).unwrap();
-    PluginHost::load(&config, HostContext::detached(&config).unwrap()).map_err(|e| e.to_string())
+    PluginHost::load(&config, HostContext::detached(&config)).map_err(|e| e.to_string())
 }
 
 fn input(events: &[&str]) -> SendingInput {
@@ -250,7 +250,7 @@ fn a_plugin_built_with_plain_extism_pdk_runs() {
         dir.path().display()
     );
     let config = Config::parse(&data.path().join("o.toml"), &text, &Env::default()).unwrap();
-    let error = PluginHost::load(&config, HostContext::detached(&config).unwrap())
+    let error = PluginHost::load(&config, HostContext::detached(&config))
         .err()
         .unwrap()
         .to_string();

@@ -3,6 +3,7 @@
 //! stop accepting, finish in-flight requests, stop the producers (flushing the last
 //! monitoring points), stop delivery, close plugins, flush the queue.
 
+mod plugin_state;
 mod producers;
 mod running;
 
@@ -11,16 +12,17 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
+use crate::api::{Api, Control, ReloadOutcome, Status};
 use crate::config::Config;
+use crate::config::TopicTemplates;
 use crate::monitoring::PointBuffer;
-use crate::operator::{Control, Status};
 use crate::pipeline::Pipeline;
 use crate::plugin::{HostContext, LoadError, PluginHost, StatsFn};
 use crate::queue::Queue;
-use crate::server::Api;
-use crate::sinks::{Sinks, TopicTemplates};
+use crate::shutdown::Stopper;
+use crate::sinks::Sinks;
 use outpost_pdk::AgentStats;
 use producers::Producers;
 use running::{api_settings, Fixed, Running};
@@ -59,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     status.config.started();
     let (control, requests) = mpsc::channel(4);
     let api = Arc::new(Api::new(pipeline, status, control, api_settings(&config)));
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = Stopper::new();
     let server = tokio::spawn(crate::server::serve(listener, Arc::clone(&api), stopped));
     let mut running = Running {
         config,
@@ -70,7 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     serve_until_stopped(&mut running, &fixed, &api, requests).await?;
     tracing::info!("shutting down: no new requests; finishing in-flight ones");
-    let _ = stop.send(true);
+    stop.stop();
     let _ = server.await;
     running.producers.stop().await;
     running.sinks.stop_all().await;
@@ -109,7 +111,7 @@ async fn serve_until_stopped(
 }
 
 /// One reload, logged, counted and recorded for health.
-async fn reload(running: &mut Running, fixed: &Fixed, api: &Api) -> Result<u64, String> {
+async fn reload(running: &mut Running, fixed: &Fixed, api: &Api) -> ReloadOutcome {
     tracing::info!(file = %running.config.file.display(), "reloading config and plugins");
     match running.reload(fixed, api).await {
         Ok(restart) => {
@@ -121,10 +123,9 @@ async fn reload(running: &mut Running, fixed: &Fixed, api: &Api) -> Result<u64, 
             Ok(generation)
         }
         Err(e) => {
-            let message = format!("{e:#}");
-            api.status.config.failed(&message);
-            tracing::error!(error = %message, "reload refused; the running config and plugins stay");
-            Err(message)
+            api.status.config.failed(&e.to_string());
+            tracing::error!(error = %e, "reload refused; the running config and plugins stay");
+            Err(e)
         }
     }
 }
@@ -171,7 +172,7 @@ fn agent_stats(config: &Config, queue: &Arc<Queue>) -> StatsFn {
 /// Validates the config and loads every plugin (into a throw-away store), as `run`
 /// would, without touching the data dir's queue.
 pub fn check(config: &Config) -> Result<Vec<String>, LoadError> {
-    let host = PluginHost::load(config, HostContext::detached(config)?)?;
+    let host = PluginHost::load(config, HostContext::detached(config))?;
     crate::sources::check_wiring(config, &host)?;
     Ok(host
         .plugins()

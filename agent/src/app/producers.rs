@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
 use crate::pipeline::{run_monitoring_flusher, start_timers, Pipeline};
-use crate::sources::SourceStates;
+use crate::sources::{SourceError, SourceStates};
 
 /// Running producers and their stop signal.
 pub(super) struct Producers {
@@ -26,7 +26,7 @@ impl Producers {
         config: &Config,
         pipeline: &Pipeline,
         points: &Arc<PointBuffer>,
-    ) -> anyhow::Result<Producers> {
+    ) -> Result<Producers, SourceError> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = start_timers(pipeline, &stopped);
         let (sources, source_tasks) = crate::sources::start(config, pipeline, &stopped)?;

@@ -11,16 +11,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::producers::Producers;
+use crate::api::{Api, ApiSettings, ReloadError};
 use crate::config::Config;
+use crate::config::TopicTemplates;
 use crate::monitoring::PointBuffer;
 use crate::pipeline::PluginSet;
-use crate::plugin::{HostContext, PluginHost, StatsFn};
+use crate::plugin::{HostContext, LoadError, PluginHost, StatsFn};
 use crate::queue::Queue;
-use crate::server::{Api, ApiSettings};
-use crate::sinks::{PreparedSink, SinkContext, Sinks, TopicTemplates};
+use crate::sinks::{PreparedSink, SetupError, SinkContext, Sinks};
 
 /// How long a reload waits for requests on the old plugin set before closing it.
 const OLD_SET_GRACE: Duration = Duration::from_secs(30);
@@ -44,9 +43,9 @@ pub(super) struct Fixed {
 impl Fixed {
     /// Loads the plugins of `config` (blocking: compiles WASM) and checks how sources
     /// feed them.
-    pub fn load_plugins(&self, config: &Config) -> anyhow::Result<PluginHost> {
+    pub fn load_plugins(&self, config: &Config) -> Result<PluginHost, LoadError> {
         let cx = HostContext {
-            kv: self.queue.kv_stores(),
+            kv: Arc::new(self.queue.kv_stores()),
             points: Arc::clone(&self.points),
             stats: Arc::clone(&self.stats),
         };
@@ -79,14 +78,16 @@ pub(super) fn api_settings(config: &Config) -> ApiSettings {
 impl Running {
     /// Re-reads the config file and the plugins and swaps them in. On error nothing
     /// changed. Returns the keys whose change needs a restart to take effect.
-    pub async fn reload(&mut self, fixed: &Fixed, api: &Api) -> anyhow::Result<Vec<&'static str>> {
+    pub async fn reload(
+        &mut self,
+        fixed: &Fixed,
+        api: &Api,
+    ) -> Result<Vec<&'static str>, ReloadError> {
         let mut config = Config::load(&self.config.file)?;
         let restart = keep_fixed(&self.config, &mut config);
         let plugins = {
             let (fixed, config) = (fixed.clone(), config.clone());
-            tokio::task::spawn_blocking(move || fixed.load_plugins(&config))
-                .await
-                .context("loading the plugins")??
+            tokio::task::spawn_blocking(move || fixed.load_plugins(&config)).await??
         };
         let plugins = Arc::new(plugins);
         let topics = TopicTemplates::from_config(&config);
@@ -116,7 +117,7 @@ impl Running {
         fixed: &Fixed,
         config: &Config,
         topics: &TopicTemplates,
-    ) -> anyhow::Result<Vec<PreparedSink>> {
+    ) -> Result<Vec<PreparedSink>, SetupError> {
         let context = fixed.sink_context(config, topics);
         let mut prepared = Vec::new();
         for (name, sink) in &config.sinks {
@@ -129,7 +130,7 @@ impl Running {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
                     prepared.into_iter().for_each(PreparedSink::discard);
-                    return Err(e.context(format!("sink `{name}`")));
+                    return Err(e);
                 }
             }
         }

@@ -20,6 +20,7 @@ mod queue;
 mod retry;
 mod sinks;
 mod sources;
+mod topics;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use sinks::{
     HTTP_MAX_BATCH, MQTT_MAX_IN_FLIGHT,
 };
 pub use sources::{MqttSourceConfig, SourceConfig, SourceDelivery};
+pub use topics::TopicTemplates;
 
 use de::{Ctx, IDENT_RULE};
 use env::Expanded;

@@ -8,9 +8,9 @@ use outpost_pdk::{Event, SendingEvent};
 use serde::Deserialize;
 
 use super::validate::check_event;
+use crate::api::{json, read_body, Api, ApiError, Body};
 use crate::config::IngestLimits;
 use crate::pipeline::{Job, Target};
-use crate::server::{json, read_body, Api, ApiError, Body};
 
 /// The request body of the contract.
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use outpost_pdk::RouteRequest;
 
-use crate::server::{read_body, Api, ApiError, Body};
+use crate::api::{read_body, Api, ApiError, Body};
 
 pub async fn plugin_route(
     api: &Api,

@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
+use crate::api::{json, read_body, Api, ApiError, Body};
 use crate::queue::record::MessageId;
 use crate::queue::{DeadLetter, DeadSelection, Queue, QueueError};
-use crate::server::{json, read_body, Api, ApiError, Body};
 
 /// Most dead letters one listing returns.
 const LIST_MAX: usize = 10_000;

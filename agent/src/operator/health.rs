@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use crate::api::{json as json_response, Api, Body};
 use crate::queue::StorageState;
-use crate::server::{json as json_response, Api, Body};
 use crate::sinks::SinkStatus;
 
 pub fn health(api: &Api) -> Response<Body> {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use hyper::{Response, StatusCode};
 
+use crate::api::{text, Api, Body};
 use crate::plugin::LoadedPlugin;
 use crate::queue::{SinkQueue, StorageState};
-use crate::server::{text, Api, Body};
 use crate::sinks::{SinkState, SinkStatus};
 use Kind::{Counter, Gauge};
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use crate::server::{json as json_response, Api, Body};
+use crate::api::{json as json_response, Api, Body};
 
 pub fn plugins(api: &Api) -> Response<Body> {
     let list: Vec<serde_json::Value> = api

@@ -21,9 +21,10 @@ use outpost_pdk::{
 pub use monitoring::run_monitoring_flusher;
 pub use timers::start_timers;
 
+use crate::config::TopicTemplates;
 use crate::plugin::{LoadedPlugin, PluginError, PluginHost, SendingInput};
 use crate::queue::{Inserted, Queue, QueueError};
-use crate::sinks::TopicTemplates;
+use crate::sync;
 
 /// Why a job was not done. Nothing of it was queued.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +105,7 @@ impl Pipeline {
 
     /// The current plugin set.
     fn set(&self) -> Arc<PluginSet> {
-        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&sync::read(&self.current))
     }
 
     /// The loaded plugins (for status and routes).
@@ -115,7 +116,7 @@ impl Pipeline {
     /// Makes `set` the one new jobs run with; returns the previous one (jobs in flight
     /// still hold it).
     pub fn replace(&self, set: PluginSet) -> Arc<PluginSet> {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut current = sync::write(&self.current);
         std::mem::replace(&mut *current, Arc::new(set))
     }
 

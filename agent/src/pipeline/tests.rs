@@ -18,7 +18,7 @@ fn pipeline(dir: &Path) -> Pipeline {
         dir.join("out.ndjson").display()
     );
     let config = Config::parse(&dir.join("o.toml"), &text, &Env::default()).unwrap();
-    let plugins = PluginHost::load(&config, HostContext::detached(&config).unwrap()).unwrap();
+    let plugins = PluginHost::load(&config, HostContext::detached(&config)).unwrap();
     let queue = Queue::open(dir, &config.queue, ["s"]).unwrap();
     Pipeline::new(
         Arc::new(plugins),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use outpost_pdk::PluginInfo;
 
 use super::instance::{CallError, InstanceFactory, PluginInstance, PluginKind};
+use crate::sync;
 
 /// A failed call, attributed to its plugin.
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +31,7 @@ pub struct PluginStats {
 
 impl PluginStats {
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        sync::lock(&self.last_error).clone()
     }
 
     /// `Degraded` once the plugin has faulted (its last error says how).
@@ -46,7 +44,7 @@ impl PluginStats {
     }
 
     fn set_last_error(&self, e: String) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        *sync::lock(&self.last_error) = Some(e);
     }
 }
 
@@ -141,7 +139,7 @@ impl LoadedPlugin {
         let start = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut guard = (0..self.slots.len())
             .find_map(|i| self.slots[(start + i) % self.slots.len()].try_lock().ok())
-            .unwrap_or_else(|| self.slots[start].lock().unwrap_or_else(|e| e.into_inner()));
+            .unwrap_or_else(|| sync::lock(&self.slots[start]));
 
         let began = Instant::now();
         let result = match guard.as_mut() {
@@ -189,14 +187,14 @@ impl LoadedPlugin {
     /// the previous set).
     pub fn restart_instances(&self) {
         for slot in &self.slots {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *sync::lock(slot) = None;
         }
     }
 
     /// Calls `close` on every live instance (shutdown).
     pub fn close(&self) {
         for slot in &self.slots {
-            if let Some(instance) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if let Some(instance) = sync::lock(slot).as_mut() {
                 instance.close();
             }
         }

@@ -16,12 +16,12 @@ use outpost_pdk::{EventType, Message, Output, Point, RouteRequest, RouteResponse
 
 pub use instance::{CallError, FaultKind, PluginKind, SendingInput};
 pub use loaded::{LoadedPlugin, PluginError, PluginHealth};
-pub use services::{PluginServices, StatsFn};
+pub use services::{KvStore, KvStores, MemoryKv, PluginServices, StatsFn};
 pub use wasm::{compile, default_output as compiled_path, CompileError};
 
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
-use crate::queue::kv::{KvError, KvStores};
+use outpost_pdk::kv::KvError;
 
 /// Why plugins could not be loaded; names the plugin and its file.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +32,8 @@ pub enum LoadError {
         file: Option<PathBuf>,
         message: String,
     },
-    #[error(transparent)]
-    Kv(#[from] KvError),
-    #[error(transparent)]
-    Store(#[from] crate::queue::QueueError),
+    #[error("plugin `{plugin}`: its key-value store: {error}")]
+    Kv { plugin: String, error: KvError },
     /// The plugins load, but the config wires them wrongly (e.g. a source feeding a
     /// plugin that does not take what it sends).
     #[error(transparent)]
@@ -59,20 +57,20 @@ pub struct PluginHost {
 /// What loading needs besides the config: where plugins keep their state, where
 /// their points go, and the agent's figures for `outpost_agent_stats`.
 pub struct HostContext {
-    pub kv: KvStores,
+    pub kv: Arc<dyn KvStores>,
     pub points: Arc<PointBuffer>,
     pub stats: StatsFn,
 }
 
 impl HostContext {
-    /// A context of its own: a throw-away key-value store, no agent figures (`outpost
+    /// A context of its own: key-value stores in memory, no agent figures (`outpost
     /// check`, tests and benchmarks of the plugin host).
-    pub fn detached(config: &Config) -> Result<Self, LoadError> {
-        Ok(HostContext {
-            kv: KvStores::temporary()?,
+    pub fn detached(config: &Config) -> Self {
+        HostContext {
+            kv: Arc::new(MemoryKv::default()),
             points: Arc::new(PointBuffer::new(&config.agent.service_name, 1)),
             stats: Arc::new(outpost_pdk::AgentStats::default),
-        })
+        }
     }
 }
 
@@ -237,7 +235,13 @@ fn load_one(
     cx: &HostContext,
     loader: &wasm::Loader,
 ) -> Result<LoadedPlugin, LoadError> {
-    let kv = cx.kv.open(name, KV_MAX_BYTES)?;
+    let kv = cx
+        .kv
+        .open(name, KV_MAX_BYTES)
+        .map_err(|error| LoadError::Kv {
+            plugin: name.to_owned(),
+            error,
+        })?;
     let services = Arc::new(PluginServices::new(name, kv, Arc::clone(&cx.stats)));
     let settings = config.plugins.settings_of(name);
     let sandbox = config.plugins.sandbox_of(name);

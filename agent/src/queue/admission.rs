@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::disk::{self, FsSpace};
 use super::QueueError;
 use crate::config::{QueueConfig, WhenFull};
+use crate::sync;
 
 /// The storage state shown by health and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,7 +113,7 @@ impl Admission {
 
     /// Held while checking the cap and inserting.
     pub fn lock(&self) -> MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.lock)
     }
 
     /// The filesystem now, if it can be read.

@@ -48,14 +48,6 @@ impl KvStores {
         KvStores { store, dirty }
     }
 
-    /// Stores in a throw-away database (`outpost check`, tests).
-    pub fn temporary() -> Result<Self, QueueError> {
-        Ok(KvStores {
-            store: Arc::new(Store::temporary()?),
-            dirty: Arc::default(),
-        })
-    }
-
     /// The store of `plugin`, capped at `max_bytes`; its usage is counted from disk.
     pub fn open(&self, plugin: &str, max_bytes: u64) -> Result<KvStore, KvError> {
         let mut prefix = plugin.as_bytes().to_vec();

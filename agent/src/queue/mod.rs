@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::QueueConfig;
+use crate::sync;
 pub use admission::{StorageState, StorageStatus};
 pub use commit::{GroupCommit, Writer};
 pub use dead::{DeadLetter, DeadSelection};
@@ -204,7 +205,7 @@ impl Queue {
             return Ok(fifo);
         }
         let trees = self.core.store.trees()?;
-        let mut fifos = self.core.sinks.write().unwrap_or_else(|e| e.into_inner());
+        let mut fifos = sync::write(&self.core.sinks);
         let fifo = Arc::clone(
             fifos
                 .entry(name.to_owned())
@@ -306,7 +307,7 @@ impl Core {
     }
 
     fn fifos(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<SinkQueue>>> {
-        self.sinks.read().unwrap_or_else(|e| e.into_inner())
+        sync::read(&self.sinks)
     }
 
     fn sink(&self, name: &str) -> Option<Arc<SinkQueue>> {

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use serde::{Deserialize, Serialize};
 
 /// Where a payload is: segment file, offset, length.
@@ -87,10 +88,6 @@ pub struct SegmentStore {
     active: Mutex<HashMap<String, Active>>,
     books: Mutex<Books>,
     charged: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SegmentStore {

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use super::fifo::seq_of_key;
 use super::store::Trees;
 use super::QueueError;
+use crate::sync;
 
 const RESERVED_KEY: &[u8] = b"seq_reserved";
 const BLOCK: u64 = 1 << 20;
@@ -45,7 +46,7 @@ impl Sequence {
     /// Writes the current reservation (at open, and after the database was reopened,
     /// which may have lost an unflushed one).
     pub fn persist(&self, trees: &Trees) -> Result<(), QueueError> {
-        let reserved = *self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let reserved = *sync::lock(&self.reserved);
         trees.meta.insert(RESERVED_KEY, &reserved.to_be_bytes())?;
         Ok(())
     }
@@ -53,7 +54,7 @@ impl Sequence {
     /// The next number; extends the reservation when it runs out.
     pub fn next(&self, trees: &Trees) -> Result<u64, QueueError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reserved = sync::lock(&self.reserved);
         if n >= *reserved {
             *reserved = n + BLOCK;
             trees.meta.insert(RESERVED_KEY, &reserved.to_be_bytes())?;

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use super::open::{self, Opened};
 use super::QueueError;
+use crate::sync;
 
 /// The trees of the queue database.
 pub struct Trees {
@@ -95,24 +96,10 @@ impl Store {
         Ok((store, opened))
     }
 
-    /// A database that is deleted when dropped (`outpost check`, tests).
-    pub fn temporary() -> Result<Store, QueueError> {
-        let dir = std::env::temp_dir().join(format!("outpost-{}", fastrand::u64(..)));
-        let db = sled::Config::new().path(&dir).temporary(true).open()?;
-        let trees = Trees::open(db, &dir)?;
-        Ok(Store {
-            dir,
-            cache_bytes: 1 << 20,
-            trees: RwLock::new(Some(trees)),
-            failed: AtomicU8::new(HEALTHY),
-            reopens: AtomicU64::new(0),
-        })
-    }
-
     /// The open trees, shared; `Unavailable` while the database is being swapped or
     /// could not be reopened.
     pub fn trees(&self) -> Result<Guard<'_>, QueueError> {
-        let guard = self.trees.read().unwrap_or_else(|e| e.into_inner());
+        let guard = sync::read(&self.trees);
         if guard.is_none() {
             return Err(QueueError::Unavailable);
         }
@@ -204,7 +191,7 @@ impl Store {
         replace: impl FnOnce(Trees, &Path) -> Result<(), QueueError>,
         after: impl FnOnce(&Trees) -> Result<(), QueueError>,
     ) -> Result<(), QueueError> {
-        let mut slot = self.trees.write().unwrap_or_else(|e| e.into_inner());
+        let mut slot = sync::write(&self.trees);
         let replaced = match slot.take() {
             Some(old) => replace(old, &self.dir),
             None => Ok(()),

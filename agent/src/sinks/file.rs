@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use super::{Delivered, DeliveryError, Failure, Partial, Transport};
 use crate::config::FileSinkConfig;
 use crate::queue::StoredMessage;
+use crate::sync;
 
 pub(super) struct FileTransport {
     path: PathBuf,
@@ -74,7 +75,7 @@ impl Transport for FileTransport {
         let bytes: Vec<u8> = batch.iter().flat_map(line).collect();
         let (path, file) = (self.path.clone(), Arc::clone(&self.file));
         tokio::task::spawn_blocking(move || {
-            let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = sync::lock(&file);
             let result = (|| {
                 if guard.is_none() {
                     *guard = Some(

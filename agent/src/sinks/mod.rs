@@ -11,7 +11,6 @@ mod file;
 mod http;
 mod mqtt;
 mod state;
-mod topic;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,11 +19,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, SinkConfig, SinkKind};
-use crate::queue::{Queue, StoredMessage};
+use crate::config::{Config, SinkConfig, SinkKind, TopicTemplates};
+use crate::queue::{Queue, QueueError, StoredMessage};
+use crate::tls::TlsError;
 pub use error::{DeliveryError, Failure, Partial};
 pub use state::{SinkState, SinkStatus};
-pub use topic::TopicTemplates;
 
 /// How messages leave the device.
 ///
@@ -70,6 +69,15 @@ pub enum Delivered {
     InFlight { acked: usize },
 }
 
+/// Why a sink could not be set up (a reload then changes nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("sink `{sink}`: TLS: {error}")]
+    Tls { sink: String, error: TlsError },
+    #[error("sink `{sink}`: {error}")]
+    Queue { sink: String, error: QueueError },
+}
+
 /// A sink whose delivery loop runs, with its own stop signal (a reload stops and
 /// starts sinks one by one).
 pub struct RunningSink {
@@ -106,14 +114,24 @@ impl PreparedSink {
         sink: &SinkConfig,
         context: &SinkContext<'_>,
         state: Option<Arc<SinkState>>,
-    ) -> anyhow::Result<PreparedSink> {
+    ) -> Result<PreparedSink, SetupError> {
+        let tls = |error| SetupError::Tls {
+            sink: name.to_owned(),
+            error,
+        };
         let state = state
             .filter(|s| s.kind == sink.kind_name())
             .unwrap_or_else(|| Arc::new(SinkState::new(name, sink.kind_name())));
         let (stop, stopped) = watch::channel(false);
         let looper = delivery::DeliveryLoop {
             queue: Arc::clone(context.queue),
-            fifo: context.queue.add_sink(name)?,
+            fifo: context
+                .queue
+                .add_sink(name)
+                .map_err(|error| SetupError::Queue {
+                    sink: name.to_owned(),
+                    error,
+                })?,
             state: Arc::clone(&state),
             policy: sink.delivery.clone(),
             peek: sink.max_batch().max(delivery::BATCH),
@@ -122,7 +140,7 @@ impl PreparedSink {
         };
         let spawn: Box<dyn FnOnce() -> JoinHandle<()> + Send> = match &sink.kind {
             SinkKind::Http(c) => {
-                let transport = http::HttpTransport::new(c)?;
+                let transport = http::HttpTransport::new(c).map_err(tls)?;
                 Box::new(move || tokio::spawn(looper.run(transport)))
             }
             SinkKind::File(c) => {
@@ -139,7 +157,7 @@ impl PreparedSink {
                     Arc::clone(&state),
                     stopped,
                 )
-                .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
+                .map_err(tls)?;
                 Box::new(move || tokio::spawn(looper.run(transport)))
             }
         };
@@ -190,7 +208,7 @@ pub struct Sinks {
 
 impl Sinks {
     /// Starts one delivery loop per configured sink.
-    pub fn start(config: &Config, context: &SinkContext<'_>) -> anyhow::Result<Sinks> {
+    pub fn start(config: &Config, context: &SinkContext<'_>) -> Result<Sinks, SetupError> {
         let mut sinks = Sinks::default();
         for (name, sink) in &config.sinks {
             let (name, running) = PreparedSink::prepare(name, sink, context, None)?.start();

@@ -31,6 +31,7 @@ use crate::mqtt::{self, Client, EventLoop, SessionError, SessionEvent};
 use crate::queue::record::MessageId;
 use crate::queue::{SinkQueue, StoredMessage};
 use crate::retry::Backoff;
+use crate::sync::lock;
 use crate::tls::TlsError;
 
 type Waiter = oneshot::Sender<Result<(), DeliveryError>>;
@@ -103,11 +104,6 @@ pub(super) struct MqttTransport {
     carried: Mutex<VecDeque<Sent>>,
     /// For records queued without a topic (e.g. before the sink became MQTT).
     fallback_topic: String,
-}
-
-/// Locks `m`; a panic elsewhere while holding it leaves consistent state here.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MqttTransport {

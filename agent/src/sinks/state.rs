@@ -1,5 +1,6 @@
 //! What health and metrics show about a sink.
 
+use crate::sync;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
@@ -126,7 +127,7 @@ impl SinkState {
     }
 
     fn set_last_error(&self, reason: &dyn std::fmt::Display) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        *sync::lock(&self.last_error) = Some(reason.to_string());
     }
 
     pub(super) fn set_in_flight(&self, n: u64) {
@@ -146,9 +147,6 @@ impl SinkState {
         self.in_flight.load(Ordering::Relaxed)
     }
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        sync::lock(&self.last_error).clone()
     }
 }

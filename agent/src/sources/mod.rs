@@ -14,6 +14,17 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, ConfigError, SourceConfig, SourceDelivery};
 use crate::pipeline::Pipeline;
 use crate::plugin::PluginHost;
+use crate::sync;
+
+/// Why a source could not be set up (a reload then changes nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source `{name}`: TLS: {error}")]
+    Tls {
+        name: String,
+        error: crate::tls::TlsError,
+    },
+}
 
 /// Live counters of one source, for health.
 #[derive(Debug, Default)]
@@ -36,10 +47,7 @@ impl SourceState {
         self.subscribed.load(Ordering::Relaxed)
     }
     pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        sync::lock(&self.last_error).clone()
     }
     fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::Relaxed);
@@ -51,7 +59,7 @@ impl SourceState {
         self.subscribed.store(true, Ordering::Relaxed);
     }
     fn set_error(&self, e: String) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        *sync::lock(&self.last_error) = Some(e);
     }
 }
 
@@ -91,7 +99,7 @@ pub fn start(
     config: &Config,
     pipeline: &Pipeline,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<(SourceStates, Vec<JoinHandle<()>>)> {
+) -> Result<(SourceStates, Vec<JoinHandle<()>>), SourceError> {
     let mut states = Vec::new();
     let mut tasks = Vec::new();
     for (name, source) in &config.sources {

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::Context;
 use outpost_pdk::{Event, SendingEvent, SourceMessage};
 use serde_json::value::RawValue;
 use tokio::sync::watch;
@@ -25,15 +24,19 @@ pub(super) fn start(
     pipeline: Pipeline,
     state: Arc<SourceState>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<JoinHandle<()>> {
+) -> Result<JoinHandle<()>, super::SourceError> {
     let client_id = config
         .connection
         .client_id
         .clone()
         .unwrap_or_else(|| format!("{device_id}-{name}"));
     let (client, eventloop) =
-        mqtt::connect(&config.connection, &client_id, config.clean_session, true)
-            .with_context(|| format!("source `{name}`"))?;
+        mqtt::connect(&config.connection, &client_id, config.clean_session, true).map_err(
+            |error| super::SourceError::Tls {
+                name: name.to_owned(),
+                error,
+            },
+        )?;
     let source = Source {
         name: name.to_owned(),
         config: config.clone(),

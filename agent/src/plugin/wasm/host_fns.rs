@@ -6,6 +6,7 @@
 
 use outpost_pdk::abi::host_functions as names;
 use outpost_pdk::host::LogLevel;
+use outpost_pdk::kv::KvError;
 use outpost_pdk::native::HostServices;
 use wasmtime::Linker;
 
@@ -42,8 +43,8 @@ pub fn define(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, names::KV_SET, kv_set)?;
     l.func_wrap(MODULE, names::KV_REMOVE, |mut c: Ctx<'_>, key: u64| {
         let key = text(&c, key, names::KV_REMOVE)?;
-        let err = c.data().plugin.services.kv_delete(&key).err();
-        give(&mut c, err.unwrap_or_default().as_bytes())
+        let result = c.data().plugin.services.kv_delete(&key);
+        give(&mut c, error_text(result).as_bytes())
     })?;
     l.func_wrap(MODULE, names::KV_DELETE, |c: Ctx<'_>, key: u64| {
         let key = text(&c, key, names::KV_DELETE)?;
@@ -77,7 +78,7 @@ fn kv_get(mut c: Ctx<'_>, key: u64) -> wasmtime::Result<u64> {
     let tagged = match c.data().plugin.services.kv_get(&key) {
         Ok(Some(v)) => [&[1u8][..], &v].concat(),
         Ok(None) => vec![0],
-        Err(e) => [&[2u8][..], e.as_bytes()].concat(),
+        Err(e) => [&[2u8][..], e.to_string().as_bytes()].concat(),
     };
     give(&mut c, &tagged)
 }
@@ -85,6 +86,11 @@ fn kv_get(mut c: Ctx<'_>, key: u64) -> wasmtime::Result<u64> {
 fn kv_set(mut c: Ctx<'_>, key: u64, value: u64) -> wasmtime::Result<u64> {
     let key = text(&c, key, names::KV_SET)?;
     let s = c.data();
-    let err = s.plugin.services.kv_set(&key, s.arena.block(value)).err();
-    give(&mut c, err.unwrap_or_default().as_bytes())
+    let result = s.plugin.services.kv_set(&key, s.arena.block(value));
+    give(&mut c, error_text(result).as_bytes())
+}
+
+/// The ABI's "empty on success, else the error text".
+fn error_text(result: Result<(), KvError>) -> String {
+    result.err().map(|e| e.to_string()).unwrap_or_default()
 }

@@ -12,6 +12,7 @@ use wasmtime::{Engine, Module, Precompiled};
 
 #[cfg(feature = "cranelift")]
 use super::cache::Cache;
+use crate::sync;
 
 /// SHA-256 of a plugin file.
 pub type Digest = [u8; 32];
@@ -44,7 +45,7 @@ impl Loader {
         let bytes = std::fs::read(path).map_err(ModuleError::Read)?;
         let mut key = [0; 32];
         key.copy_from_slice(digest(&SHA256, &bytes).as_ref());
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = sync::lock(&self.loaded);
         if let Some(module) = loaded.get(&key) {
             return Ok(module.clone());
         }

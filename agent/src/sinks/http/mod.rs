@@ -16,7 +16,6 @@ mod request;
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::header::PROXY_AUTHORIZATION;
 use hyper::{HeaderMap, Request, Uri};
@@ -49,9 +48,8 @@ pub(super) struct HttpTransport {
 }
 
 impl HttpTransport {
-    pub fn new(config: &HttpSinkConfig) -> anyhow::Result<Self> {
-        let client =
-            SinkClient::new(config).with_context(|| format!("TLS client for {}", config.url))?;
+    pub fn new(config: &HttpSinkConfig) -> Result<Self, crate::tls::TlsError> {
+        let client = SinkClient::new(config)?;
         let mut headers = config.headers.clone();
         if let Some(proxy) = &config.proxy {
             tracing::info!(url = %config.url, %proxy, "HTTP sink goes through a proxy");

@@ -37,7 +37,7 @@ fn host(dir: &Path, active: &str) -> (PluginHost, tempfile::TempDir) {
         dir.display(),
     );
     let config = Config::parse(&data.path().join("o.toml"), &text, &Env::default()).unwrap();
-    let host = PluginHost::load(&config, HostContext::detached(&config).unwrap()).unwrap();
+    let host = PluginHost::load(&config, HostContext::detached(&config)).unwrap();
     (host, data)
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use outpost_pdk::Message;
 
-use crate::config::Config;
+use super::Config;
 
 /// The topic templates of the MQTT sinks.
 #[derive(Debug, Default)]

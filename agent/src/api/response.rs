@@ -17,6 +17,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The methods a `405` names in its `Allow` header.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -25,6 +27,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            allow: None,
+        }
+    }
+
+    /// 405: the route exists, with other methods.
+    pub fn method_not_allowed(method: &hyper::Method, allowed: &[&str]) -> Self {
+        let allow = allowed.join(", ");
+        ApiError {
+            allow: Some(allow.clone()),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed here (allowed: {allow})"),
+            )
         }
     }
 
@@ -65,6 +81,13 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            response.headers_mut().insert(hyper::header::ALLOW, allow);
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response
