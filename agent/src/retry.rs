@@ -1,8 +1,11 @@
-//! The one retry policy of sinks and sources: exponential backoff with jitter and a cap.
+//! The one retry policy of sinks and sources: exponential backoff with jitter and a cap,
+//! and the one way a connection is taken up again after it failed ([`Reconnect`]).
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use crate::config::RetryConfig;
+use crate::shutdown::Shutdown;
 
 /// Backoff state of one sink or source: grows on each failure, resets on success.
 #[derive(Debug, Clone)]
@@ -41,6 +44,39 @@ impl Backoff {
     /// Failures since the last success.
     pub fn attempts(&self) -> u32 {
         self.attempt
+    }
+}
+
+/// How every connection (an MQTT sink's, a source's) comes back after a failure: the
+/// failure is logged with the delay, the delay grows with each failure in a row, and a
+/// connection that worked resets it.
+#[derive(Debug)]
+pub struct Reconnect {
+    backoff: Backoff,
+    /// What is connecting, for the log: e.g. "MQTT sink `cloud`".
+    what: String,
+}
+
+impl Reconnect {
+    pub fn new(config: &RetryConfig, what: String) -> Self {
+        Reconnect {
+            backoff: Backoff::new(config),
+            what,
+        }
+    }
+
+    /// The connection is up: the next failure waits the initial delay again.
+    pub fn connected(&mut self) {
+        self.backoff.reset();
+        tracing::info!(what = %self.what, "connected");
+    }
+
+    /// The connection failed: logs why and waits the backoff before the caller tries
+    /// again. True if the agent is stopping (do not try again).
+    pub async fn failed(&mut self, error: &(dyn Display + Sync), shutdown: &mut Shutdown) -> bool {
+        let delay = self.backoff.next_delay();
+        tracing::warn!(what = %self.what, %error, retry_in = ?delay, "connection failed");
+        shutdown.sleep(delay).await
     }
 }
 

@@ -32,13 +32,6 @@ impl Stopper {
 }
 
 impl Shutdown {
-    /// A signal that never comes (tasks run for the life of the process).
-    pub fn never() -> Shutdown {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Shutdown(rx)
-    }
-
     /// Whether the signal was given.
     pub fn is_stopping(&self) -> bool {
         *self.0.borrow()

@@ -285,7 +285,7 @@ fn a_publish_the_broker_refuses_is_dead_lettered_alone_and_the_window_moves_on()
         post(&agent, &format!("r-{i:02}"), "ok", json!({"i": i}));
     }
     link.restore();
-    one_dead_letter(&agent, "NotAuthorized");
+    one_dead_letter(&agent, "broker refused: not authorized (reason code 0x87)");
     // A last message after the others: once it is in, everything before it is (one
     // sink, one subscription, in order), so any resend would be counted.
     post(&agent, "r-20", "ok", json!({"i": 20}));

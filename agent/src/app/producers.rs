@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
 use crate::pipeline::{run_monitoring_flusher, start_timers, Pipeline};
+use crate::shutdown::Stopper;
 use crate::sources::{SourceError, SourceStates};
 
 /// Running producers and their stop signal.
 pub(super) struct Producers {
-    stop: watch::Sender<bool>,
+    stop: Stopper,
     tasks: Vec<JoinHandle<()>>,
     pub sources: SourceStates,
 }
@@ -27,7 +27,7 @@ impl Producers {
         pipeline: &Pipeline,
         points: &Arc<PointBuffer>,
     ) -> Result<Producers, SourceError> {
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = Stopper::new();
         let mut tasks = start_timers(pipeline, &stopped);
         let (sources, source_tasks) = crate::sources::start(config, pipeline, &stopped)?;
         tasks.extend(source_tasks);
@@ -47,7 +47,7 @@ impl Producers {
     /// None running (between a reload's stop and start).
     pub fn idle() -> Producers {
         Producers {
-            stop: watch::channel(false).0,
+            stop: Stopper::new().0,
             tasks: Vec::new(),
             sources: SourceStates::new(),
         }
@@ -56,7 +56,7 @@ impl Producers {
     /// Stops them and waits: a tick or a source message in progress finishes (or, for
     /// a source, stays unacknowledged at the broker), the last points are flushed.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         for task in self.tasks {
             let _ = task.await;
         }

@@ -43,10 +43,13 @@ impl Ctx<'_> {
             let path = e.path().to_string();
             let message = e.into_inner().message().trim_end().to_owned();
             let mut key = join(prefix, if path == "." { "" } else { &path });
-            // serde reports an unknown key at its parent; name the key itself.
+            // serde reports an unknown key at its parent (at the top level, at the key
+            // itself); name the key once.
             let message = match unknown_field(&message) {
                 Some((field, rest)) => {
-                    key = join(&key, field);
+                    if key.rsplit('.').next() != Some(field) {
+                        key = join(&key, field);
+                    }
                     format!("unknown key{rest}")
                 }
                 None => message,

@@ -423,3 +423,15 @@ fn proxy_comes_from_the_environment_unless_the_key_says_otherwise() {
     );
     assert!(!e.contains("hunter22"), "{e}");
 }
+
+#[test]
+fn an_unknown_table_is_named_once() {
+    let e = error_of("[fleeet]\nserver = \"x\"");
+    assert!(e.contains("key `fleeet`: unknown key"), "{e}");
+    let e = error_of("[agent]\nlisten = \"127.0.0.1:1\"\nbogus = 1");
+    assert!(e.contains("key `agent.bogus`: unknown key"), "{e}");
+    let e = error_of("[agent]\nagent = 1");
+    assert!(e.contains("key `agent.agent`: unknown key"), "{e}");
+    let e = error_of("[queue]\nqueue = 1");
+    assert!(e.contains("key `queue.queue`: unknown key"), "{e}");
+}

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5 as v5p;
 
+use super::{ConnectRefusal, PublishRefusal};
 use crate::config::{MqttConnection, MqttProtocol, QoS};
 use crate::tls::{self, TlsError};
 
@@ -12,7 +13,7 @@ pub enum SessionError {
     /// The broker answered the CONNECT with a refusal (bad credentials, not
     /// authorised, …): a configuration problem, not a network one.
     #[error("broker refused the connection: {0}")]
-    Refused(String),
+    Refused(ConnectRefusal),
     #[error(transparent)]
     V4(Box<rumqttc::ConnectionError>),
     #[error(transparent)]
@@ -33,7 +34,7 @@ impl From<rumqttc::ConnectionError> for SessionError {
     fn from(e: rumqttc::ConnectionError) -> Self {
         match e {
             rumqttc::ConnectionError::ConnectionRefused(code) => {
-                SessionError::Refused(format!("{code:?}"))
+                SessionError::Refused(ConnectRefusal::of_v4(code))
             }
             e => SessionError::V4(Box::new(e)),
         }
@@ -56,7 +57,7 @@ impl From<rumqttc::v5::ConnectionError> for SessionError {
     fn from(e: rumqttc::v5::ConnectionError) -> Self {
         match e {
             rumqttc::v5::ConnectionError::ConnectionRefused(code) => {
-                SessionError::Refused(format!("{code:?}"))
+                SessionError::Refused(ConnectRefusal::of_v5(code))
             }
             e => SessionError::V5(Box::new(e)),
         }
@@ -86,8 +87,8 @@ pub enum SessionEvent {
     Sent(u16),
     /// The broker acknowledged this packet id (PUBACK for QoS 1, PUBCOMP for QoS 2).
     Acked(u16),
-    /// The broker refused this packet id (MQTT 5 PUBACK reason code).
-    Refused(u16, String),
+    /// The broker refused this packet id (MQTT 5 PUBACK or PUBCOMP reason code).
+    Refused(u16, PublishRefusal),
     /// An incoming message (subscriptions).
     Message(Box<Received>),
     /// The broker acknowledged a subscription (SUBACK).
@@ -274,23 +275,17 @@ impl EventLoop {
             }
             EventLoop::V5(el) => {
                 use rumqttc::v5::Event;
-                use v5p::{Packet as P, PubAckReason, PubCompReason};
+                use v5p::Packet as P;
                 Ok(match el.poll().await? {
                     Event::Incoming(P::ConnAck(_)) => SessionEvent::Connected,
                     Event::Incoming(P::SubAck(_)) => SessionEvent::Subscribed,
-                    Event::Incoming(P::PubAck(a)) => match a.reason {
-                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {
-                            SessionEvent::Acked(a.pkid)
-                        }
-                        reason => {
-                            SessionEvent::Refused(a.pkid, format!("broker refused: {reason:?}"))
-                        }
+                    Event::Incoming(P::PubAck(a)) => match PublishRefusal::of_puback(a.reason) {
+                        None => SessionEvent::Acked(a.pkid),
+                        Some(refusal) => SessionEvent::Refused(a.pkid, refusal),
                     },
-                    Event::Incoming(P::PubComp(a)) => match a.reason {
-                        PubCompReason::Success => SessionEvent::Acked(a.pkid),
-                        reason => {
-                            SessionEvent::Refused(a.pkid, format!("broker refused: {reason:?}"))
-                        }
+                    Event::Incoming(P::PubComp(a)) => match PublishRefusal::of_pubcomp(a.reason) {
+                        None => SessionEvent::Acked(a.pkid),
+                        Some(refusal) => SessionEvent::Refused(a.pkid, refusal),
                     },
                     Event::Incoming(P::Publish(p)) => SessionEvent::Message(Box::new(Received {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::{Job, Pipeline};
 use crate::monitoring::PointBuffer;
+use crate::shutdown::Shutdown;
 
 /// Every `interval`, takes the buffered points and hands them, as one batch, to the
 /// monitoring plugins; their messages are queued like any other. Flushes once more at
@@ -15,7 +14,7 @@ pub async fn run_monitoring_flusher(
     points: Arc<PointBuffer>,
     pipeline: Pipeline,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     if !points.enabled() {
         return;
@@ -25,7 +24,7 @@ pub async fn run_monitoring_flusher(
     loop {
         let stopping = tokio::select! {
             _ = ticker.tick() => false,
-            _ = shutdown.changed() => true,
+            _ = shutdown.stopped() => true,
         };
         let batch = points.take();
         if !batch.is_empty() {
@@ -33,7 +32,7 @@ pub async fn run_monitoring_flusher(
                 .run_internal(Job::Monitoring(batch), "monitoring")
                 .await;
         }
-        if stopping || *shutdown.borrow() {
+        if stopping || shutdown.is_stopping() {
             break;
         }
     }

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Job, Pipeline};
 use crate::plugin::LoadedPlugin;
+use crate::shutdown::Shutdown;
 
 /// Starts one task per timer plugin.
-pub fn start_timers(pipeline: &Pipeline, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+pub fn start_timers(pipeline: &Pipeline, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
     pipeline
         .plugins()
         .plugins()
@@ -27,20 +27,12 @@ pub fn start_timers(pipeline: &Pipeline, shutdown: &watch::Receiver<bool>) -> Ve
         .collect()
 }
 
-async fn run_timer(
-    plugin: Arc<LoadedPlugin>,
-    pipeline: Pipeline,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn run_timer(plugin: Arc<LoadedPlugin>, pipeline: Pipeline, mut shutdown: Shutdown) {
     let Some(interval) = plugin.timer() else {
         return;
     };
     tracing::info!(plugin = %plugin.name, ?interval, "timer started");
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => break,
-        }
+    while !shutdown.sleep(interval).await {
         pipeline
             .run_internal(Job::Tick(Arc::clone(&plugin)), "timer")
             .await;

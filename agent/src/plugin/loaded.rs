@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use outpost_pdk::PluginInfo;
 
 use super::instance::{CallError, InstanceFactory, PluginInstance, PluginKind};
-use crate::sync;
+use crate::sync::{self, LastError};
 
 /// A failed call, attributed to its plugin.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +26,12 @@ pub struct PluginStats {
     pub faults: AtomicU64,
     pub restarts: AtomicU64,
     pub call_micros: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    last_error: LastError,
 }
 
 impl PluginStats {
     pub fn last_error(&self) -> Option<String> {
-        sync::lock(&self.last_error).clone()
+        self.last_error.get()
     }
 
     /// `Degraded` once the plugin has faulted (its last error says how).
@@ -41,10 +41,6 @@ impl PluginStats {
         } else {
             PluginHealth::Ok
         }
-    }
-
-    fn set_last_error(&self, e: String) {
-        *sync::lock(&self.last_error) = Some(e);
     }
 }
 
@@ -173,7 +169,7 @@ impl LoadedPlugin {
                             "cannot re-create the instance; will retry on the next call"),
                 }
             }
-            self.stats.set_last_error(error.to_string());
+            self.stats.last_error.set(&error);
             PluginError {
                 plugin: self.name.clone(),
                 error,

@@ -17,7 +17,7 @@ use outpost_pdk::{EventType, Message, Output, Point, RouteRequest, RouteResponse
 pub use instance::{CallError, FaultKind, PluginKind, SendingInput};
 pub use loaded::{LoadedPlugin, PluginError, PluginHealth};
 pub use services::{KvStore, KvStores, MemoryKv, PluginServices, StatsFn};
-pub use wasm::{compile, default_output as compiled_path, CompileError};
+pub use wasm::{compile, default_output as compiled_path, CompileError, DescribeError};
 
 use crate::config::Config;
 use crate::monitoring::PointBuffer;
@@ -26,11 +26,11 @@ use outpost_pdk::kv::KvError;
 /// Why plugins could not be loaded; names the plugin and its file.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("plugin `{plugin}`{}: {message}", file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default())]
+    #[error("plugin `{plugin}`{}: {reason}", file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default())]
     Plugin {
         plugin: String,
         file: Option<PathBuf>,
-        message: String,
+        reason: LoadFailure,
     },
     #[error("plugin `{plugin}`: its key-value store: {error}")]
     Kv { plugin: String, error: KvError },
@@ -38,6 +38,27 @@ pub enum LoadError {
     /// plugin that does not take what it sends).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+}
+
+/// What went wrong loading one plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    #[error("no such file (nor {name}.{ext}), and no built-in plugin of that name", ext = wasm::PRECOMPILED_EXTENSION)]
+    NotFound { name: String },
+    #[error("cannot set up the compiled-plugin cache: {0}")]
+    Cache(std::io::Error),
+    #[error(transparent)]
+    Engine(#[from] wasm::EngineError),
+    #[error(transparent)]
+    Module(#[from] wasm::ModuleError),
+    #[error("cannot link: {0:#}")]
+    Link(wasmtime::Error),
+    #[error("its settings: {0}")]
+    Settings(serde_json::Error),
+    #[error(transparent)]
+    Describe(#[from] DescribeError),
+    #[error("initialize failed: {0}")]
+    Initialize(CallError),
 }
 
 /// Most bytes of a message's topic, key, content type and headers: they are stored in
@@ -82,7 +103,7 @@ impl PluginHost {
         let loader = wasm::Loader::new(&config.agent.data_dir).map_err(|e| LoadError::Plugin {
             plugin: "*".into(),
             file: Some(config.agent.data_dir.join("wasm-cache")),
-            message: format!("cannot set up the compiled-plugin cache: {e}"),
+            reason: LoadFailure::Cache(e),
         })?;
         let plugins = config
             .plugins
@@ -259,10 +280,9 @@ fn load_one(
         return Err(LoadError::Plugin {
             plugin: name.to_owned(),
             file: Some(path),
-            message: format!(
-                "no such file (nor {name}.{}), and no built-in plugin of that name",
-                wasm::PRECOMPILED_EXTENSION
-            ),
+            reason: LoadFailure::NotFound {
+                name: name.to_owned(),
+            },
         });
     };
     let info = factory.info();
@@ -278,7 +298,7 @@ fn load_one(
         LoadError::Plugin {
             plugin: name.to_owned(),
             file,
-            message: format!("initialize failed: {}", e.error),
+            reason: LoadFailure::Initialize(e.error),
         }
     })?;
     tracing::info!(plugin = %name, kind = loaded.kind().as_str(),

@@ -212,19 +212,27 @@ impl Store {
 }
 
 /// sled releases its file lock only when its last internal handle is gone, which can
-/// lag the drop a little: retry for a few seconds.
+/// lag the drop a little: wait for it (a few seconds at most) before opening.
 fn open_retrying(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), QueueError> {
-    let mut attempts = 0;
-    loop {
-        match open::open(dir, cache_bytes) {
-            Ok(opened) => return Ok(opened),
-            Err(QueueError::Storage(sled::Error::Io(e)))
-                if attempts < 50 && e.to_string().contains("could not acquire lock") =>
-            {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
+    for _ in 0..50 {
+        if !held_by_another_handle(dir) {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    open::open(dir, cache_bytes)
+}
+
+/// Whether an open handle (a database dropped a moment ago, whose threads still hold
+/// it) has the lock sled takes on its file: an exclusive `flock`, which our probe would
+/// not get either.
+fn held_by_another_handle(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = File::open(dir.join("db")) else {
+        return false; // no database yet
+    };
+    // SAFETY: flock on a file descriptor that `file` keeps open for the call; the lock
+    // (if taken) goes with the descriptor when `file` is dropped.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    !taken && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::{Delivered, DeliveryError, Failure, Partial, SinkState, Transport};
+use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::queue::{Queue, QueueError, SinkQueue, StoredMessage};
 use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
 
 /// Messages read from the queue per pass at least (more if the sink's batches are
 /// larger) …
@@ -24,7 +24,9 @@ pub(super) struct DeliveryLoop {
     pub policy: DeliveryConfig,
     /// Messages read from the queue per pass.
     pub peek: usize,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: Shutdown,
+    /// What "now" is for `max_age` (the system's; tests set their own).
+    pub clock: Clock,
     /// Messages the transport sent but whose acknowledgement it still awaits
     /// ([`Delivered::InFlight`]), oldest first: the next batch starts with them, so a
     /// window slides across batches instead of draining at each batch's end. At most
@@ -59,14 +61,14 @@ impl DeliveryLoop {
         let mut backoff = Backoff::new(&self.policy.retry);
         // Kept across passes: a message in flight when a pass ends is still counted.
         let mut attempts = Attempts::default();
-        while !*self.shutdown.borrow() {
+        while !self.shutdown.is_stopping() {
             let mut batch = match self.next_batch().await {
                 Ok(Some(batch)) => batch,
                 Ok(None) => continue,
                 Err(e) => {
                     tracing::error!(sink = %self.fifo.name, error = %e, "cannot read the queue");
                     self.state.failed(&e);
-                    if self.pause(Duration::from_secs(1)).await {
+                    if self.shutdown.sleep(Duration::from_secs(1)).await {
                         break;
                     }
                     continue;
@@ -114,7 +116,7 @@ impl DeliveryLoop {
         }
         tokio::select! {
             _ = self.fifo.wait_for_messages() => {}
-            _ = self.shutdown.changed() => {}
+            _ = self.shutdown.stopped() => {}
         }
         Ok(None)
     }
@@ -130,76 +132,78 @@ impl DeliveryLoop {
         backoff: &mut Backoff,
         attempts: &mut Attempts,
     ) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        // After a batch of several was refused: how many to send one by one, so that only
-        // the refused message is dead-lettered.
-        let mut isolate = 0usize;
-        while outcomes.len() < batch.len() {
-            let head = &batch[outcomes.len()..];
+        let mut pass = Pass {
+            outcomes: Vec::with_capacity(batch.len()),
+            isolate: 0,
+        };
+        while pass.outcomes.len() < batch.len() {
+            let head = &batch[pass.outcomes.len()..];
             if self.expired(&head[0]) {
-                outcomes.push(Outcome::Expired);
+                pass.outcomes.push(Outcome::Expired);
                 continue;
             }
-            let n = if isolate > 0 {
+            let n = if pass.isolate > 0 {
                 1
             } else {
                 transport.batch_len(head).clamp(1, head.len())
             };
             let result = tokio::select! {
                 r = transport.deliver(&head[..n]) => r,
-                _ = self.shutdown.changed() => break,
+                _ = self.shutdown.stopped() => break,
             };
             let (acked, error) = match result {
                 Ok(Delivered::All) => (n, None),
                 Ok(Delivered::InFlight { acked }) => {
-                    let acked = acked.min(n);
-                    if acked > 0 {
-                        backoff.reset();
-                        self.state.delivered(acked);
-                        outcomes.extend((0..acked).map(|_| Outcome::Acked));
-                        isolate = isolate.saturating_sub(acked);
+                    self.acked(&mut pass, acked.min(n), backoff);
+                    if pass.isolate > 0 {
+                        continue; // one by one: the same message again, now awaited
                     }
-                    if isolate > 0 {
-                        // One by one: call again for the same message, whose
-                        // acknowledgement the transport then awaits.
-                        continue;
-                    }
-                    // Settle what is acknowledged; the next pass starts with the rest.
-                    break;
+                    break; // settle what is acknowledged; the next pass starts with the rest
                 }
                 Err(Partial { acked, error }) => (acked.min(n - 1), Some(error)),
             };
-            if acked > 0 {
-                backoff.reset();
-                self.state.delivered(acked);
-                outcomes.extend((0..acked).map(|_| Outcome::Acked));
-                isolate = isolate.saturating_sub(acked);
-            }
+            self.acked(&mut pass, acked, backoff);
             let Some(error) = error else { continue };
-            let failing = &head[acked];
             let unsettled = if transport.pinpoints_refusals() {
                 1
             } else {
                 n - acked
             };
-            match self.judge(error, failing, unsettled, attempts) {
-                Judged::Isolate(k) => isolate = k,
-                Judged::Refused(error) => {
-                    outcomes.push(Outcome::Refused(error));
-                    isolate = isolate.saturating_sub(1);
-                }
-                Judged::Retry => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(sink = %self.fifo.name, retry_in = ?delay,
-                        attempt = backoff.attempts(), last_error = ?self.state.last_error(),
-                        "delivery failed");
-                    if self.pause(delay).await {
-                        break;
-                    }
-                }
+            let judged = self.judge(error, &head[acked], unsettled, attempts);
+            if self.follow(judged, &mut pass, backoff).await {
+                break;
             }
         }
-        outcomes
+        pass.outcomes
+    }
+
+    /// The next `n` messages of the pass were acknowledged.
+    fn acked(&self, pass: &mut Pass, n: usize, backoff: &mut Backoff) {
+        if n > 0 {
+            backoff.reset();
+            self.state.delivered(n);
+            pass.outcomes.extend((0..n).map(|_| Outcome::Acked));
+            pass.isolate = pass.isolate.saturating_sub(n);
+        }
+    }
+
+    /// Does what a failed attempt was judged to need. True if shutdown came first.
+    async fn follow(&mut self, judged: Judged, pass: &mut Pass, backoff: &mut Backoff) -> bool {
+        match judged {
+            Judged::Isolate(k) => pass.isolate = k,
+            Judged::Refused(error) => {
+                pass.outcomes.push(Outcome::Refused(error));
+                pass.isolate = pass.isolate.saturating_sub(1);
+            }
+            Judged::Retry => {
+                let delay = backoff.next_delay();
+                tracing::warn!(sink = %self.fifo.name, retry_in = ?delay,
+                    attempt = backoff.attempts(), last_error = ?self.state.last_error(),
+                    "delivery failed");
+                return self.shutdown.sleep(delay).await;
+            }
+        }
+        false
     }
 
     /// What a failed attempt at `failing` (with `unsettled` messages from it on in the
@@ -252,7 +256,7 @@ impl DeliveryLoop {
     /// Whether `message` is older than `max_age`.
     fn expired(&self, message: &StoredMessage) -> bool {
         self.policy.max_age.is_some_and(|max| {
-            let age = crate::clock::now_ms().saturating_sub(message.enqueued_ms);
+            let age = self.clock.now_ms().saturating_sub(message.enqueued_ms);
             Duration::from_millis(age) > max
         })
     }
@@ -284,7 +288,7 @@ impl DeliveryLoop {
                         tracing::error!(sink = %self.fifo.name, error = %e,
                             "cannot delete delivered messages: retrying, not resending");
                     }
-                    if self.pause(backoff.next_delay()).await {
+                    if self.shutdown.sleep(backoff.next_delay()).await {
                         return false;
                     }
                 }
@@ -321,14 +325,13 @@ impl DeliveryLoop {
         })
         .await?
     }
+}
 
-    /// Sleeps for `delay`; true if shutdown came first.
-    async fn pause(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => *self.shutdown.borrow(),
-            _ = self.shutdown.changed() => true,
-        }
-    }
+/// One call of [`DeliveryLoop::deliver`]: the fates so far, in order, and how many
+/// messages are still to be sent one by one (after a batch was refused).
+struct Pass {
+    outcomes: Vec<Outcome>,
+    isolate: usize,
 }
 
 /// What a failed attempt means for the batch.

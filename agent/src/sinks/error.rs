@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::mqtt::SessionError;
+use crate::mqtt::{PublishRefusal, SessionError};
 
 /// A failed delivery and what it means for the message.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub enum Failure {
     NotConnected,
     /// The broker refused one publish (an MQTT 5 reason code).
     #[error("broker refused: {0}")]
-    BrokerRefused(String),
+    BrokerRefused(PublishRefusal),
     #[error("publish: {0}")]
     Publish(#[source] Box<SessionError>),
     #[error("connection lost: {0}")]

@@ -8,6 +8,8 @@
 mod delivery;
 mod error;
 mod file;
+#[cfg(test)]
+mod harness;
 mod http;
 mod mqtt;
 mod state;
@@ -16,11 +18,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, SinkConfig, SinkKind, TopicTemplates};
 use crate::queue::{Queue, QueueError, StoredMessage};
+use crate::shutdown::{Shutdown, Stopper};
 use crate::tls::TlsError;
 pub use error::{DeliveryError, Failure, Partial};
 pub use state::{SinkState, SinkStatus};
@@ -84,14 +86,14 @@ pub struct RunningSink {
     pub state: Arc<SinkState>,
     /// The config it runs with (to tell whether a reload changed it).
     pub config: SinkConfig,
-    stop: watch::Sender<bool>,
+    stop: Stopper,
     task: JoinHandle<()>,
 }
 
 impl RunningSink {
     /// Stops the delivery loop; messages in flight stay queued (at-least-once).
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         let _ = self.task.await;
     }
 }
@@ -102,8 +104,43 @@ pub struct PreparedSink {
     name: String,
     state: Arc<SinkState>,
     config: SinkConfig,
-    stop: watch::Sender<bool>,
-    spawn: Box<dyn FnOnce() -> JoinHandle<()> + Send>,
+    stop: Stopper,
+    spawn: Spawn,
+}
+
+/// Starts a prepared delivery loop.
+type Spawn = Box<dyn FnOnce() -> JoinHandle<()> + Send>;
+
+/// Builds the transport of `sink` and returns what starts `looper` over it.
+fn spawner(
+    looper: delivery::DeliveryLoop,
+    name: &str,
+    sink: &SinkConfig,
+    context: &SinkContext<'_>,
+    stopped: Shutdown,
+) -> Result<Spawn, TlsError> {
+    Ok(match &sink.kind {
+        SinkKind::Http(c) => {
+            let transport = http::HttpTransport::new(c)?;
+            Box::new(move || tokio::spawn(looper.run(transport)))
+        }
+        SinkKind::File(c) => {
+            let transport = file::FileTransport::new(c);
+            Box::new(move || tokio::spawn(looper.run(transport)))
+        }
+        SinkKind::Mqtt(c) => {
+            let transport = mqtt::MqttTransport::start(
+                Arc::clone(&looper.fifo),
+                c,
+                context.device_id,
+                context.topics.expand(&c.topic, name, None),
+                &sink.delivery.retry,
+                Arc::clone(&looper.state),
+                stopped,
+            )?;
+            Box::new(move || tokio::spawn(looper.run(transport)))
+        }
+    })
 }
 
 impl PreparedSink {
@@ -122,7 +159,7 @@ impl PreparedSink {
         let state = state
             .filter(|s| s.kind == sink.kind_name())
             .unwrap_or_else(|| Arc::new(SinkState::new(name, sink.kind_name())));
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = Stopper::new();
         let looper = delivery::DeliveryLoop {
             queue: Arc::clone(context.queue),
             fifo: context
@@ -136,31 +173,10 @@ impl PreparedSink {
             policy: sink.delivery.clone(),
             peek: sink.max_batch().max(delivery::BATCH),
             shutdown: stopped.clone(),
+            clock: crate::clock::Clock::system(),
             carry: Vec::new(),
         };
-        let spawn: Box<dyn FnOnce() -> JoinHandle<()> + Send> = match &sink.kind {
-            SinkKind::Http(c) => {
-                let transport = http::HttpTransport::new(c).map_err(tls)?;
-                Box::new(move || tokio::spawn(looper.run(transport)))
-            }
-            SinkKind::File(c) => {
-                let transport = file::FileTransport::new(c);
-                Box::new(move || tokio::spawn(looper.run(transport)))
-            }
-            SinkKind::Mqtt(c) => {
-                let transport = mqtt::MqttTransport::start(
-                    Arc::clone(&looper.fifo),
-                    c,
-                    context.device_id,
-                    context.topics.expand(&c.topic, name, None),
-                    &sink.delivery.retry,
-                    Arc::clone(&state),
-                    stopped,
-                )
-                .map_err(tls)?;
-                Box::new(move || tokio::spawn(looper.run(transport)))
-            }
-        };
+        let spawn = spawner(looper, name, sink, context, stopped).map_err(tls)?;
         Ok(PreparedSink {
             name: name.to_owned(),
             state,
@@ -189,7 +205,7 @@ impl PreparedSink {
 
     /// Gives up the sink unstarted (a reload that failed elsewhere).
     pub fn discard(self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
     }
 }
 

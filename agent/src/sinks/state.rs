@@ -1,8 +1,8 @@
 //! What health and metrics show about a sink.
 
-use crate::sync;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+
+use crate::sync::LastError;
 
 /// Connection state of a sink, as last observed by its delivery loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct SinkState {
     failures: AtomicU64,
     expired: AtomicU64,
     in_flight: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    last_error: LastError,
 }
 
 impl SinkState {
@@ -53,7 +53,7 @@ impl SinkState {
             failures: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
-            last_error: Mutex::new(None),
+            last_error: LastError::default(),
         }
     }
 
@@ -76,7 +76,7 @@ impl SinkState {
     pub(super) fn disconnected(&self, reason: &dyn std::fmt::Display) {
         self.status
             .store(SinkStatus::Disconnected as u8, Ordering::Relaxed);
-        self.set_last_error(reason);
+        self.last_error.set(reason);
     }
 
     pub(super) fn delivered(&self, n: usize) {
@@ -89,14 +89,14 @@ impl SinkState {
     pub(super) fn refused(&self, reason: &dyn std::fmt::Display) {
         self.status
             .store(SinkStatus::Connected as u8, Ordering::Relaxed);
-        self.set_last_error(reason);
+        self.last_error.set(reason);
     }
 
     pub(super) fn failed(&self, reason: &dyn std::fmt::Display) {
         self.status
             .store(SinkStatus::Disconnected as u8, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.set_last_error(reason);
+        self.last_error.set(reason);
     }
 
     /// Messages dropped because they were older than `max_age`.
@@ -107,7 +107,7 @@ impl SinkState {
     /// Delivered messages could not be deleted. Returns whether this is news (the
     /// state changed), so it is logged once, not per attempt.
     pub(super) fn stalled(&self, reason: &dyn std::fmt::Display) -> bool {
-        self.set_last_error(reason);
+        self.last_error.set(reason);
         let was = self
             .status
             .swap(SinkStatus::Stalled as u8, Ordering::Relaxed);
@@ -124,10 +124,6 @@ impl SinkState {
                 Ordering::Relaxed,
             )
             .is_ok()
-    }
-
-    fn set_last_error(&self, reason: &dyn std::fmt::Display) {
-        *sync::lock(&self.last_error) = Some(reason.to_string());
     }
 
     pub(super) fn set_in_flight(&self, n: u64) {
@@ -147,6 +143,6 @@ impl SinkState {
         self.in_flight.load(Ordering::Relaxed)
     }
     pub fn last_error(&self) -> Option<String> {
-        sync::lock(&self.last_error).clone()
+        self.last_error.get()
     }
 }

@@ -5,16 +5,16 @@
 mod mqtt;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use outpost_pdk::EventType;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, SourceConfig, SourceDelivery};
 use crate::pipeline::Pipeline;
 use crate::plugin::PluginHost;
-use crate::sync;
+use crate::shutdown::Shutdown;
+use crate::sync::LastError;
 
 /// Why a source could not be set up (a reload then changes nothing).
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ pub struct SourceState {
     connected: AtomicBool,
     /// Every topic filter acknowledged by the broker (SUBACK).
     subscribed: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    last_error: LastError,
 }
 
 impl SourceState {
@@ -47,7 +47,7 @@ impl SourceState {
         self.subscribed.load(Ordering::Relaxed)
     }
     pub fn last_error(&self) -> Option<String> {
-        sync::lock(&self.last_error).clone()
+        self.last_error.get()
     }
     fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::Relaxed);
@@ -58,8 +58,8 @@ impl SourceState {
     fn set_subscribed(&self) {
         self.subscribed.store(true, Ordering::Relaxed);
     }
-    fn set_error(&self, e: String) {
-        *sync::lock(&self.last_error) = Some(e);
+    fn set_error(&self, e: &dyn std::fmt::Display) {
+        self.last_error.set(e);
     }
 }
 
@@ -98,7 +98,7 @@ pub fn check_wiring(config: &Config, plugins: &PluginHost) -> Result<(), ConfigE
 pub fn start(
     config: &Config,
     pipeline: &Pipeline,
-    shutdown: &watch::Receiver<bool>,
+    shutdown: &Shutdown,
 ) -> Result<(SourceStates, Vec<JoinHandle<()>>), SourceError> {
     let mut states = Vec::new();
     let mut tasks = Vec::new();

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 
 use outpost_pdk::{Event, SendingEvent, SourceMessage};
 use serde_json::value::RawValue;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::SourceState;
@@ -16,6 +15,7 @@ use crate::config::{MqttSourceConfig, SourceDelivery};
 use crate::mqtt::{self, Client, Received, SessionEvent};
 use crate::pipeline::{Job, Pipeline, PipelineError, Target};
 use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
 
 pub(super) fn start(
     name: &str,
@@ -23,7 +23,7 @@ pub(super) fn start(
     device_id: &str,
     pipeline: Pipeline,
     state: Arc<SourceState>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<JoinHandle<()>, super::SourceError> {
     let client_id = config
         .connection
@@ -67,13 +67,13 @@ enum Handled {
 }
 
 impl Source {
-    async fn run(self, mut eventloop: mqtt::EventLoop, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, mut eventloop: mqtt::EventLoop, mut shutdown: Shutdown) {
         let mut backoff = Backoff::new(&self.config.retry);
         let mut subacks = 0usize;
         loop {
             let event = tokio::select! {
                 e = eventloop.poll() => e,
-                _ = shutdown.changed() => break,
+                _ = shutdown.stopped() => break,
             };
             match event {
                 Ok(SessionEvent::Connected) => {
@@ -109,12 +109,11 @@ impl Source {
                 Ok(_) => {}
                 Err(e) => {
                     self.state.set_connected(false);
-                    self.state.set_error(e.to_string());
+                    self.state.set_error(&e);
                     let delay = backoff.next_delay();
                     tracing::warn!(source = %self.name, error = %e, retry_in = ?delay, "MQTT source connection failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => break,
+                    if shutdown.sleep(delay).await {
+                        break;
                     }
                 }
             }
@@ -124,7 +123,7 @@ impl Source {
 
     /// Hands `message` to the plugin until it is durable or refused; false if shutdown
     /// came first (the message is then not acknowledged, and redelivered).
-    async fn accept(&self, message: &Received, shutdown: &mut watch::Receiver<bool>) -> bool {
+    async fn accept(&self, message: &Received, shutdown: &mut Shutdown) -> bool {
         let mut backoff = Backoff::new(&self.config.retry);
         loop {
             match self.hand_over(message).await {
@@ -134,19 +133,18 @@ impl Source {
                 }
                 Handled::Refused(e) => {
                     self.state.rejected.fetch_add(1, Ordering::Relaxed);
-                    self.state.set_error(e.to_string());
+                    self.state.set_error(&e);
                     tracing::warn!(source = %self.name, topic = %message.topic, error = %e,
                         "message refused by its plugin: dropped");
                     return true;
                 }
                 Handled::Later(e) => {
-                    self.state.set_error(e.to_string());
+                    self.state.set_error(&e);
                     let delay = backoff.next_delay();
                     tracing::warn!(source = %self.name, error = %e, retry_in = ?delay,
                         "message not accepted yet (not acknowledged)");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return false,
+                    if shutdown.sleep(delay).await {
+                        return false;
                     }
                 }
             }

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use outpost_pdk::prelude::*;
+use outpost_pdk::AgentStats;
 use procfs::CpuTimes;
 
 const GROUPS: &[&str] = &[
@@ -84,138 +85,179 @@ impl Plugin for ResourceMonitor {
     }
 
     fn tick(&mut self) -> Result<Output> {
-        let now_ms = outpost_pdk::host::now_ms();
         let agent = outpost_pdk::agent_stats();
-        let mut points = Vec::new();
-        let point = |series: &str| {
-            Point::new(series, now_ms * 1_000_000).tag("device", agent.device_id.as_str())
+        let at = Sample {
+            now_ms: outpost_pdk::host::now_ms(),
+            device: &agent.device_id,
         };
-        let on = |g: &str| self.groups.contains(g);
-
-        if on("cpu") {
-            if let Some(text) = read("/proc/stat") {
-                let now = procfs::parse_stat(&text);
-                for (name, times) in &now {
-                    let before = self.cpu_before.iter().find(|(n, _)| n == name);
-                    if let Some(u) = before.and_then(|(_, b)| times.usage_since(b)) {
-                        points.push(
-                            point("cpu")
-                                .tag("cpu", name.as_str())
-                                .field("usage_percent", u.usage)
-                                .field("user_percent", u.user)
-                                .field("system_percent", u.system)
-                                .field("iowait_percent", u.iowait),
-                        );
-                    }
-                }
-                self.cpu_before = now;
+        let mut points = Vec::new();
+        let groups: Vec<&str> = GROUPS
+            .iter()
+            .copied()
+            .filter(|g| self.groups.contains(*g))
+            .collect();
+        for group in groups {
+            match group {
+                "cpu" => self.cpu(&at, &mut points),
+                "load" => load(&at, &mut points),
+                "memory" => memory(&at, &mut points),
+                "disk" => self.disk(&at, &agent, &mut points),
+                "net" => net(&at, &mut points),
+                "temperature" => temperature(&at, &mut points),
+                "process" => self.process(&at, &mut points),
+                _ => queue(&at, &agent, &mut points),
             }
-        }
-        if on("load") {
-            if let Some((l1, l5, l15)) =
-                read("/proc/loadavg").and_then(|t| procfs::parse_loadavg(&t))
-            {
-                points.push(
-                    point("load")
-                        .field("load1", l1)
-                        .field("load5", l5)
-                        .field("load15", l15),
-                );
-            }
-        }
-        if on("memory") {
-            if let Some(text) = read("/proc/meminfo") {
-                let get = |k| procfs::meminfo(&text, k);
-                if let (Some(total), Some(available)) = (get("MemTotal"), get("MemAvailable")) {
-                    let used = total.saturating_sub(available);
-                    let swap_total = get("SwapTotal").unwrap_or(0);
-                    let swap_free = get("SwapFree").unwrap_or(0);
-                    points.push(
-                        point("memory")
-                            .field("total_bytes", total)
-                            .field("available_bytes", available)
-                            .field("used_bytes", used)
-                            .field("used_percent", percent(used, total))
-                            .field("swap_total_bytes", swap_total)
-                            .field("swap_used_bytes", swap_total.saturating_sub(swap_free)),
-                    );
-                }
-            }
-        }
-        if on("disk") {
-            let paths = std::iter::once(agent.data_dir.as_str())
-                .filter(|p| !p.is_empty())
-                .chain(self.mounts.iter().map(String::as_str));
-            for path in paths {
-                if let Some(d) = procfs::disk_usage(path) {
-                    points.push(
-                        point("disk")
-                            .tag("path", path)
-                            .field("total_bytes", d.total)
-                            .field("used_bytes", d.used)
-                            .field("available_bytes", d.available)
-                            .field("used_percent", percent(d.used, d.total)),
-                    );
-                }
-            }
-        }
-        if on("net") {
-            for d in read("/proc/net/dev")
-                .map(|t| procfs::parse_net_dev(&t))
-                .unwrap_or_default()
-            {
-                points.push(
-                    point("net")
-                        .tag("interface", d.interface.as_str())
-                        .field("rx_bytes", d.rx_bytes)
-                        .field("tx_bytes", d.tx_bytes)
-                        .field("rx_errors", d.rx_errors)
-                        .field("tx_errors", d.tx_errors)
-                        .field("rx_dropped", d.rx_dropped)
-                        .field("tx_dropped", d.tx_dropped),
-                );
-            }
-        }
-        if on("temperature") {
-            for (zone, kind, celsius) in procfs::thermal_zones(Path::new("/sys/class/thermal")) {
-                points.push(
-                    point("temperature")
-                        .tag("zone", zone)
-                        .tag("type", kind)
-                        .field("celsius", celsius),
-                );
-            }
-        }
-        if on("process") {
-            if let Some(s) = read("/proc/self/stat").and_then(|t| procfs::parse_self_stat(&t)) {
-                let mut p = point("process")
-                    .tag("process", "outpost")
-                    .field("rss_bytes", s.rss_pages * self.page_size)
-                    .field("threads", s.threads);
-                if let Some((ticks, at)) = self.self_before {
-                    let wall_s = (now_ms - at) as f64 / 1000.0;
-                    if wall_s > 0.0 {
-                        let cpu_s =
-                            s.cpu_ticks.saturating_sub(ticks) as f64 / self.ticks_per_second as f64;
-                        p = p.field("cpu_percent", 100.0 * cpu_s / wall_s);
-                    }
-                }
-                self.self_before = Some((s.cpu_ticks, now_ms));
-                points.push(p);
-            }
-        }
-        if on("queue") {
-            points.push(
-                point("queue")
-                    .field("depth", agent.queue_depth)
-                    .field("bytes", agent.queue_bytes),
-            );
         }
         Ok(Output {
             messages: Vec::new(),
             points,
         })
     }
+}
+
+/// When a tick samples, and the point each of its series starts from.
+struct Sample<'a> {
+    now_ms: i64,
+    device: &'a str,
+}
+
+impl Sample<'_> {
+    fn point(&self, series: &str) -> Point {
+        Point::new(series, self.now_ms * 1_000_000).tag("device", self.device)
+    }
+}
+
+impl ResourceMonitor {
+    /// Usage per CPU (and in total) since the previous tick.
+    fn cpu(&mut self, at: &Sample<'_>, points: &mut Vec<Point>) {
+        let Some(text) = read("/proc/stat") else {
+            return;
+        };
+        let now = procfs::parse_stat(&text);
+        for (name, times) in &now {
+            let before = self.cpu_before.iter().find(|(n, _)| n == name);
+            if let Some(u) = before.and_then(|(_, b)| times.usage_since(b)) {
+                points.push(
+                    at.point("cpu")
+                        .tag("cpu", name.as_str())
+                        .field("usage_percent", u.usage)
+                        .field("user_percent", u.user)
+                        .field("system_percent", u.system)
+                        .field("iowait_percent", u.iowait),
+                );
+            }
+        }
+        self.cpu_before = now;
+    }
+
+    /// The filesystems of the data dir and of the configured mounts.
+    fn disk(&self, at: &Sample<'_>, agent: &AgentStats, points: &mut Vec<Point>) {
+        let paths = std::iter::once(agent.data_dir.as_str())
+            .filter(|p| !p.is_empty())
+            .chain(self.mounts.iter().map(String::as_str));
+        for path in paths {
+            if let Some(d) = procfs::disk_usage(path) {
+                points.push(
+                    at.point("disk")
+                        .tag("path", path)
+                        .field("total_bytes", d.total)
+                        .field("used_bytes", d.used)
+                        .field("available_bytes", d.available)
+                        .field("used_percent", percent(d.used, d.total)),
+                );
+            }
+        }
+    }
+
+    /// The agent's own RSS, threads and CPU since the previous tick.
+    fn process(&mut self, at: &Sample<'_>, points: &mut Vec<Point>) {
+        let Some(s) = read("/proc/self/stat").and_then(|t| procfs::parse_self_stat(&t)) else {
+            return;
+        };
+        let mut p = at
+            .point("process")
+            .tag("process", "outpost")
+            .field("rss_bytes", s.rss_pages * self.page_size)
+            .field("threads", s.threads);
+        if let Some((ticks, before_ms)) = self.self_before {
+            let wall_s = (at.now_ms - before_ms) as f64 / 1000.0;
+            if wall_s > 0.0 {
+                let cpu_s = s.cpu_ticks.saturating_sub(ticks) as f64 / self.ticks_per_second as f64;
+                p = p.field("cpu_percent", 100.0 * cpu_s / wall_s);
+            }
+        }
+        self.self_before = Some((s.cpu_ticks, at.now_ms));
+        points.push(p);
+    }
+}
+
+fn load(at: &Sample<'_>, points: &mut Vec<Point>) {
+    if let Some((l1, l5, l15)) = read("/proc/loadavg").and_then(|t| procfs::parse_loadavg(&t)) {
+        points.push(
+            at.point("load")
+                .field("load1", l1)
+                .field("load5", l5)
+                .field("load15", l15),
+        );
+    }
+}
+
+fn memory(at: &Sample<'_>, points: &mut Vec<Point>) {
+    let Some(text) = read("/proc/meminfo") else {
+        return;
+    };
+    let get = |k| procfs::meminfo(&text, k);
+    if let (Some(total), Some(available)) = (get("MemTotal"), get("MemAvailable")) {
+        let used = total.saturating_sub(available);
+        let swap_total = get("SwapTotal").unwrap_or(0);
+        let swap_free = get("SwapFree").unwrap_or(0);
+        points.push(
+            at.point("memory")
+                .field("total_bytes", total)
+                .field("available_bytes", available)
+                .field("used_bytes", used)
+                .field("used_percent", percent(used, total))
+                .field("swap_total_bytes", swap_total)
+                .field("swap_used_bytes", swap_total.saturating_sub(swap_free)),
+        );
+    }
+}
+
+fn net(at: &Sample<'_>, points: &mut Vec<Point>) {
+    let interfaces = read("/proc/net/dev")
+        .map(|t| procfs::parse_net_dev(&t))
+        .unwrap_or_default();
+    for d in interfaces {
+        points.push(
+            at.point("net")
+                .tag("interface", d.interface.as_str())
+                .field("rx_bytes", d.rx_bytes)
+                .field("tx_bytes", d.tx_bytes)
+                .field("rx_errors", d.rx_errors)
+                .field("tx_errors", d.tx_errors)
+                .field("rx_dropped", d.rx_dropped)
+                .field("tx_dropped", d.tx_dropped),
+        );
+    }
+}
+
+fn temperature(at: &Sample<'_>, points: &mut Vec<Point>) {
+    for (zone, kind, celsius) in procfs::thermal_zones(Path::new("/sys/class/thermal")) {
+        points.push(
+            at.point("temperature")
+                .tag("zone", zone)
+                .tag("type", kind)
+                .field("celsius", celsius),
+        );
+    }
+}
+
+fn queue(at: &Sample<'_>, agent: &AgentStats, points: &mut Vec<Point>) {
+    points.push(
+        at.point("queue")
+            .field("depth", agent.queue_depth)
+            .field("bytes", agent.queue_bytes),
+    );
 }
 
 fn read(path: &str) -> Option<String> {

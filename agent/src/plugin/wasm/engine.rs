@@ -6,7 +6,7 @@
 //! settings as the engine that loads them: [`config`] is the one place they are chosen,
 //! for both.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::{Config, Engine, Linker, WasmFeatures};
 
@@ -20,17 +20,21 @@ use super::ticker::Ticker;
 const MEMORY_RESERVATION: u64 = 64 << 20;
 const MEMORY_GUARD: u64 = 64 << 10;
 
-/// Why the engine could not be set up.
+/// Why the engine could not be set up. Cloned: the process's engine is made once and
+/// its failure is the answer to every later load.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
-    #[error("unsupported target `{target}`: {reason}")]
-    Target { target: String, reason: String },
-    #[error("cannot create the WebAssembly engine: {0}")]
-    Create(String),
-    #[error("cannot link the host functions: {0}")]
-    Link(String),
+    #[error("unsupported target `{target}`: {error:#}")]
+    Target {
+        target: String,
+        error: Arc<wasmtime::Error>,
+    },
+    #[error("cannot create the WebAssembly engine: {0:#}")]
+    Create(Arc<wasmtime::Error>),
+    #[error("cannot link the host functions: {0:#}")]
+    Link(Arc<wasmtime::Error>),
     #[error("cannot start the timeout clock: {0}")]
-    Ticker(String),
+    Ticker(Arc<std::io::Error>),
 }
 
 /// The engine settings, for this machine (`target: None`) or for a target triple
@@ -62,7 +66,7 @@ pub fn config(target: Option<&str>) -> Result<Config, EngineError> {
     if let Some(triple) = target {
         c.target(triple).map_err(|e| EngineError::Target {
             target: triple.to_owned(),
-            reason: format!("{e:#}"),
+            error: Arc::new(e),
         })?;
     }
     Ok(c)
@@ -73,9 +77,9 @@ pub fn engine_for(target: Option<&str>) -> Result<Engine, EngineError> {
     Engine::new(&config(target)?).map_err(|e| match target {
         Some(triple) => EngineError::Target {
             target: triple.to_owned(),
-            reason: format!("{e:#}"),
+            error: Arc::new(e),
         },
-        None => EngineError::Create(format!("{e:#}")),
+        None => EngineError::Create(Arc::new(e)),
     })
 }
 
@@ -90,9 +94,8 @@ impl Runtime {
     fn new() -> Result<Self, EngineError> {
         let engine = engine_for(None)?;
         let mut linker = Linker::new(&engine);
-        super::imports::define(&mut linker).map_err(|e| EngineError::Link(format!("{e:#}")))?;
-        let ticker =
-            Ticker::start(engine.weak()).map_err(|e| EngineError::Ticker(e.to_string()))?;
+        super::imports::define(&mut linker).map_err(|e| EngineError::Link(Arc::new(e)))?;
+        let ticker = Ticker::start(engine.weak()).map_err(|e| EngineError::Ticker(Arc::new(e)))?;
         Ok(Runtime {
             engine,
             linker,

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use outpost_pdk::{EventType, Initialized, PluginInfo};
 
 pub use compile::{compile, default_output, CompileError};
-pub use module::Loader;
+pub use engine::EngineError;
+pub use module::{Loader, ModuleError};
 
 use self::calls::WasmPlugin;
 use self::engine::Runtime;
@@ -37,7 +38,7 @@ use self::instance::{Export, Instance, Recipe};
 use self::state::PluginContext;
 use super::instance::{CallError, InstanceFactory, PluginInstance, PluginKind};
 use super::services::PluginServices;
-use super::LoadError;
+use super::{LoadError, LoadFailure};
 use crate::config::SandboxConfig;
 
 /// File extension of precompiled plugins (`outpost compile`).
@@ -63,19 +64,19 @@ impl WasmFactory {
         services: Arc<PluginServices>,
         loader: &Loader,
     ) -> Result<Self, LoadError> {
-        let error = |message: String| LoadError::Plugin {
+        let error = |reason: LoadFailure| LoadError::Plugin {
             plugin: name.to_owned(),
             file: Some(path.to_owned()),
-            message,
+            reason,
         };
-        let runtime = engine::shared().map_err(|e| error(e.to_string()))?;
+        let runtime = engine::shared().map_err(|e| error(e.into()))?;
         let module = loader
             .load(&runtime.engine, path)
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(|e| error(e.into()))?;
         let pre = runtime
             .linker
             .instantiate_pre(&module)
-            .map_err(|e| error(format!("cannot link: {e:#}")))?;
+            .map_err(|e| error(LoadFailure::Link(e)))?;
         let recipe = Recipe {
             pre,
             plugin: Arc::new(PluginContext {
@@ -88,8 +89,8 @@ impl WasmFactory {
             #[cfg(feature = "wasi")]
             wasi: uses_wasi(&module).then(|| wasi::Grants::of(sandbox)),
         };
-        let settings = serde_json::to_vec(settings).map_err(|e| error(e.to_string()))?;
-        let info = describe(runtime, &recipe).map_err(error)?;
+        let settings = serde_json::to_vec(settings).map_err(|e| error(LoadFailure::Settings(e)))?;
+        let info = describe(runtime, &recipe).map_err(|e| error(e.into()))?;
         Ok(WasmFactory {
             runtime,
             recipe,
@@ -104,25 +105,35 @@ fn uses_wasi(module: &wasmtime::Module) -> bool {
     module.imports().any(|i| i.module() == wasi::MODULE)
 }
 
+/// Why a plugin's self-description was not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribeError {
+    #[error("cannot instantiate: {0}")]
+    Instantiate(CallError),
+    #[error("missing export `{0}`")]
+    MissingExport(&'static str),
+    #[error("`describe` failed: {0}")]
+    Call(CallError),
+    #[error("`describe` returned invalid JSON: {0}")]
+    InvalidJson(serde_json::Error),
+    #[error("declares `{0}` but does not export it")]
+    Undeclared(&'static str),
+}
+
 /// Runs `describe` on a probe instance and checks the exports against the answer.
-fn describe(runtime: &'static Runtime, recipe: &Recipe) -> Result<PluginInfo, String> {
-    let mut probe =
-        Instance::new(runtime, recipe).map_err(|e| format!("cannot instantiate: {e}"))?;
+fn describe(runtime: &'static Runtime, recipe: &Recipe) -> Result<PluginInfo, DescribeError> {
+    let mut probe = Instance::new(runtime, recipe).map_err(DescribeError::Instantiate)?;
     for export in [Export::Describe, Export::Initialize] {
         if !probe.has(export) {
-            return Err(format!("missing export `{}`", export.name()));
+            return Err(DescribeError::MissingExport(export.name()));
         }
     }
     let json = probe
         .call(Export::Describe, b"")
-        .map_err(|e| format!("`describe` failed: {e}"))?;
-    let info: PluginInfo = serde_json::from_slice(json)
-        .map_err(|e| format!("`describe` returned invalid JSON: {e}"))?;
+        .map_err(DescribeError::Call)?;
+    let info: PluginInfo = serde_json::from_slice(json).map_err(DescribeError::InvalidJson)?;
     if let Some(missing) = required_exports(&info).find(|e| !probe.has(*e)) {
-        return Err(format!(
-            "declares `{}` but does not export it",
-            missing.name()
-        ));
+        return Err(DescribeError::Undeclared(missing.name()));
     }
     Ok(info)
 }

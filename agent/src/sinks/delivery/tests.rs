@@ -6,10 +6,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use outpost_pdk::Message;
-
 use super::*;
-use crate::config::QueueConfig;
+use crate::sinks::harness::{quick_policy, Harness};
 use crate::sinks::Failure;
 
 /// What the scripted transport answers to a call.
@@ -78,45 +76,18 @@ struct Run {
 }
 
 /// Queues `payloads` for sink `s`, runs the loop with a scripted transport until the
-/// FIFO is empty, and returns what happened. `setup` may change the policy and hook
-/// the transport (given the queue).
+/// FIFO is empty, and returns what happened. `setup` may change the policy, set the
+/// loop's clock and hook the transport (given the harness).
 async fn drive_with(
     payloads: &[&str],
     (batch_len, pinpoints): (usize, bool),
     answers: Vec<Answer>,
-    setup: impl FnOnce(&mut DeliveryConfig, &Arc<Queue>) -> Option<Box<dyn Fn() + Send + Sync>>,
+    setup: impl FnOnce(&mut DeliveryConfig, &Harness) -> Option<Box<dyn Fn() + Send + Sync>>,
 ) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let config = QueueConfig {
-        min_free_bytes: Some(0),
-        ..QueueConfig::default()
-    };
-    let queue = Arc::new(Queue::open(dir.path(), &config, ["s"]).unwrap());
-    let messages: Vec<Message> = payloads.iter().map(|p| Message::text("s", *p)).collect();
-    let inserted = queue.insert(&messages).unwrap();
-    queue.commit(inserted).await.unwrap();
-
-    let mut policy = DeliveryConfig {
-        retry: crate::config::RetryConfig {
-            initial: Duration::from_millis(1),
-            max: Duration::from_millis(2),
-        },
-        ..DeliveryConfig::default()
-    };
-    let on_call = setup(&mut policy, &queue);
-    let (stop, shutdown) = watch::channel(false);
-    let fifo = queue.sink("s").unwrap();
+    let mut h = Harness::with(payloads).await;
+    let mut policy = quick_policy();
+    let on_call = setup(&mut policy, &h);
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let state = Arc::new(SinkState::new("s", "test"));
-    let looper = DeliveryLoop {
-        queue: Arc::clone(&queue),
-        fifo: Arc::clone(&fifo),
-        state: Arc::clone(&state),
-        policy,
-        peek: BATCH,
-        shutdown,
-        carry: Vec::new(),
-    };
     let transport = Scripted {
         batch_len,
         pinpoints,
@@ -124,27 +95,15 @@ async fn drive_with(
         calls: Arc::clone(&calls),
         on_call,
     };
-    let task = tokio::spawn(looper.run(transport));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    // Drained: nothing queued, and deletes work (a reopen of the storage zeroes the
-    // depth for a moment while the loop is still stalled on its deletes).
-    while fifo.depth() > 0 || state.status() == crate::sinks::SinkStatus::Stalled {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the FIFO never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.send(true).unwrap();
-    task.await.unwrap();
-    let dead = queue
-        .dead_letters(&crate::queue::DeadSelection::default(), 10, true)
-        .unwrap()
-        .into_iter()
-        .map(|d| String::from_utf8_lossy(&d.payload.unwrap()).into_owned())
-        .collect();
+    h.start_default(transport, policy);
+    h.drained().await;
+    let dead = h.stop().await;
     let calls = calls.lock().unwrap().clone();
-    Run { calls, dead, state }
+    Run {
+        calls,
+        dead,
+        state: Arc::clone(&h.state),
+    }
 }
 
 async fn drive(
@@ -213,9 +172,10 @@ async fn a_message_failing_max_attempts_times_is_dead_lettered_and_the_fifo_move
 
 #[tokio::test]
 async fn messages_older_than_max_age_are_dropped_and_counted() {
-    let run = drive_with(&["old", "older"], (1, false), vec![], |policy, _| {
+    let run = drive_with(&["old", "older"], (1, false), vec![], |policy, h| {
         policy.max_age = Some(Duration::from_millis(1));
-        std::thread::sleep(Duration::from_millis(5)); // both queued 5 ms ago
+        let queued = h.head()[1].enqueued_ms;
+        h.set_now(queued + 5); // both queued 5 ms ago
         None
     })
     .await;
@@ -230,8 +190,8 @@ async fn messages_older_than_max_age_are_dropped_and_counted() {
 
 #[tokio::test]
 async fn deletes_that_fail_are_retried_without_sending_the_messages_again() {
-    let run = drive_with(&["a", "b"], (2, false), vec![], |_, queue| {
-        let queue = Arc::clone(queue);
+    let run = drive_with(&["a", "b"], (2, false), vec![], |_, h| {
+        let queue = Arc::clone(&h.queue);
         // The storage fails while the batch is out; the committer's maintenance
         // reopens the database a moment later, and the deletes go through.
         Some(Box::new(move || queue.simulate_disk_failure()))
