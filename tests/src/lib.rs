@@ -6,6 +6,7 @@ pub mod agent;
 pub mod arm;
 pub mod certs;
 pub mod client;
+pub mod fixture;
 pub mod mosquitto;
 pub mod proxy;
 pub mod receiver;

@@ -4,34 +4,17 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use outpost_tests::agent::Agent;
+use outpost_tests::fixture::{self, http_sink, post, with_agent_keys, DELIVERY};
 use outpost_tests::receiver::Receiver;
 use outpost_tests::{free_port, wait_for};
 use serde_json::json;
 
-const DELIVERY: Duration = Duration::from_secs(60);
-
-fn forward_config(sink_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-device_id = "cam-01"
-max_body_bytes = 65536
-
-[plugins]
-active = ["forward"]
-
-[plugins.settings.forward]
-sink = "store"
-
-[sinks.store]
-type = "http"
-url = "{sink_url}"
-timeout_ms = 2000
-retry = {{ initial_ms = 50, max_ms = 300 }}
-{extra}
-"#
+/// The built-in `forward` plugin into HTTP sink `store` at `url`, with `extra` sink
+/// keys (and tables after them); requests up to 64 KiB.
+fn forward_config(url: &str, extra: &str) -> String {
+    with_agent_keys(
+        &fixture::forward_config("store", &http_sink(url, extra)),
+        "max_body_bytes = 65536",
     )
 }
 
@@ -41,22 +24,6 @@ fn events_body(request: usize, events: usize) -> serde_json::Value {
         "account_id": "account-1",
         "events": (0..events).map(|i| json!({"request": request, "n": i, "label": "face"})).collect::<Vec<_>>(),
     })
-}
-
-fn post(
-    agent: &Agent,
-    request_id: &str,
-    body: &serde_json::Value,
-) -> outpost_tests::client::Response {
-    agent.request(
-        "POST",
-        "/v1/events",
-        &[
-            ("X-Request-Id", request_id),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
 }
 
 #[test]
@@ -626,11 +593,12 @@ fn messages_older_than_max_age_are_dropped_with_a_counter() {
             202
         );
     }
-    std::thread::sleep(Duration::from_millis(1500));
-    let receiver = Receiver::start_on(port, |_| 200);
+    // The receiver is down: the loop retries, and drops the messages once they are
+    // older than max_age; only then does the receiver come up.
     wait_for("the stale messages to expire", DELIVERY, || {
         (agent.metric("outpost_sink_expired_total{sink=\"store\"}") == Some(3.0)).then_some(())
     });
+    let receiver = Receiver::start_on(port, |_| 200);
     assert_eq!(post(&agent, "fresh", &events_body(9, 1)).status, 202);
     let got = receiver.wait_accepted(1, DELIVERY);
     assert_eq!(got[0].json()["Luna-Request-Id"], "fresh");

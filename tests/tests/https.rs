@@ -4,47 +4,23 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use outpost_tests::agent::{Agent, Launcher};
 use outpost_tests::certs::{Certs, NAMED_HOST};
+use outpost_tests::fixture::{self, body, http_sink, post_ok, AGENT, DELIVERY};
 use outpost_tests::proxy::{Tinyproxy, VIA_NAME};
 use outpost_tests::receiver::{Received, Receiver};
 use outpost_tests::{free_port, wait_for};
 use serde_json::{json, Value};
 
-const DELIVERY: Duration = Duration::from_secs(60);
-
-/// The built-in `forward` plugin into sink `store` at `url`, with `extra` sink keys.
+/// The built-in `forward` plugin into HTTP sink `store` at `url`, with `extra` sink keys.
 fn forward_config(url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-[plugins]
-active = ["forward"]
-[plugins.settings.forward]
-sink = "store"
-[sinks.store]
-type = "http"
-url = "{url}"
-timeout_ms = 2000
-retry = {{ initial_ms = 50, max_ms = 300 }}
-{extra}
-"#
-    )
+    fixture::forward_config("store", &http_sink(url, extra))
 }
 
+/// Posts one event, which must be accepted.
 fn post(agent: &Agent, id: &str) {
-    let body = json!({"handler_id": "h", "account_id": "a", "events": [{"id": id}]});
-    let r = agent.request(
-        "POST",
-        "/v1/events",
-        &[("X-Request-Id", id)],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
+    post_ok(agent, id, &body("h", [json!({"id": id})]));
 }
 
 fn request_ids(got: &[Received]) -> Vec<String> {
@@ -291,10 +267,7 @@ fn https_proxy_from_the_environment_and_no_proxy_bypass() {
 /// (native) `event_sending_plugin_example`, compressed and batched as `packed_extra`.
 fn twin_config(plain: &str, packed: &str, packed_extra: &str) -> String {
     format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
+        r#"{AGENT}
 [plugins]
 active = ["forward", "event_sending_plugin_example"]
 [plugins.settings.forward]

@@ -1,49 +1,24 @@
 //! End to end over MQTT: the real agent against a real mosquitto on free ports.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use outpost_tests::agent::Agent;
 use outpost_tests::certs::Certs;
+use outpost_tests::fixture::{body, forward_config, mqtt_sink, post_ok, AGENT, DELIVERY};
 use outpost_tests::mosquitto::{Mosquitto, MqttMessage, Subscriber};
 use outpost_tests::receiver::Receiver;
 use outpost_tests::relay::Relay;
 use outpost_tests::wait_for;
 use serde_json::json;
 
-const DELIVERY: Duration = Duration::from_secs(60);
-
-fn forward_to_mqtt(url: &str, sink_extra: &str) -> String {
-    format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-device_id = "cam-01"
-[plugins]
-active = ["forward"]
-[plugins.settings.forward]
-sink = "cloud"
-[sinks.cloud]
-type = "mqtt"
-url = "{url}"
-topic = "outpost/{{device_id}}/{{sink}}/{{handler_id}}"
-qos = 1
-retry = {{ initial_ms = 50, max_ms = 500 }}
-{sink_extra}
-"#
-    )
+/// The built-in `forward` plugin into MQTT sink `cloud` at `url`, with `extra` keys.
+fn forward_to_mqtt(url: &str, extra: &str) -> String {
+    forward_config("cloud", &mqtt_sink(url, extra))
 }
 
+/// Posts one event for `handler`, which must be accepted.
 fn post(agent: &Agent, id: &str, handler: &str, event: serde_json::Value) {
-    let body = json!({"handler_id": handler, "account_id": "acc", "events": [event]});
-    let r = agent.request(
-        "POST",
-        "/v1/events",
-        &[("X-Request-Id", id)],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(r.status, 202, "{}", r.text());
+    post_ok(agent, id, &body(handler, [event]));
 }
 
 /// Request ids in first-arrival order, duplicates (same idempotency key) removed.
@@ -80,12 +55,7 @@ fn qos_0_and_1_with_topic_templates_over_mqtt_5_and_3_1_1() {
     let broker = Mosquitto::start(dir.path(), "");
     let sub = Subscriber::start(broker.port, "outpost/#");
     let config = format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-device_id = "cam-01"
-[plugins]
+        r#"{AGENT}[plugins]
 dir = "{{PLUGINS}}"
 active = ["forward", "event_sending_plugin_example"]
 [plugins.settings.forward]
@@ -342,11 +312,7 @@ fn mqtt_source_feeds_plugins_durably() {
     let broker = Mosquitto::start(dir.path(), "");
     let store = Receiver::start();
     let config = format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-[plugins]
+        r#"{AGENT}[plugins]
 dir = "{{PLUGINS}}"
 active = ["faulty_plugin", "forward"]
 [plugins.settings.faulty_plugin]
@@ -411,12 +377,7 @@ fn mis_wired_source_is_refused_and_its_messages_are_not_acknowledged() {
     let store = Receiver::start();
     let config = |plugin: &str| {
         format!(
-            r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-device_id = "cam-01"
-[plugins]
+            r#"{AGENT}[plugins]
 dir = "{{PLUGINS}}"
 active = ["forward", "teapot_plugin"]
 [plugins.settings.forward]

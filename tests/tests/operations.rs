@@ -7,14 +7,12 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use outpost_tests::agent::{run_cli, Agent};
+use outpost_tests::fixture::{self, AGENT, DELIVERY};
 use outpost_tests::receiver::Receiver;
 use outpost_tests::{free_port, plugins_dir, wait_for};
 use serde_json::json;
-
-const DELIVERY: Duration = Duration::from_secs(60);
 
 /// A plugins dir of the test's own, so a plugin file can be swapped.
 fn own_plugins(dir: &Path, files: &[(&str, &str)]) -> std::path::PathBuf {
@@ -32,11 +30,7 @@ fn own_plugins(dir: &Path, files: &[(&str, &str)]) -> std::path::PathBuf {
 
 fn config(plugins: &Path, store: &str, extra: &str) -> String {
     format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-[plugins]
+        r#"{AGENT}[plugins]
 dir = "{}"
 active = ["sender"{extra_plugins}]
 [plugins.settings.sender]
@@ -56,17 +50,10 @@ retry = {{ initial_ms = 50, max_ms = 300 }}
     )
 }
 
+/// Posts `events` events as request `id`; the status.
 fn post(agent: &Agent, id: &str, events: usize) -> u16 {
-    let events: Vec<_> = (0..events).map(|n| json!({"n": n})).collect();
-    let body = json!({"handler_id": "h", "account_id": "a", "events": events});
-    agent
-        .request(
-            "POST",
-            "/v1/events",
-            &[("X-Request-Id", id)],
-            body.to_string().as_bytes(),
-        )
-        .status
+    let body = fixture::body("h", (0..events).map(|n| json!({"n": n})));
+    fixture::post(agent, id, &body).status
 }
 
 /// Messages the receiver got, by request id.

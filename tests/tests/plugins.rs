@@ -1,13 +1,10 @@
 //! End to end with real `.wasm` plugins built from `plugins/`.
 
-use std::time::Duration;
-
 use outpost_tests::agent::{self, Agent};
+use outpost_tests::fixture::{AGENT, DELIVERY};
 use outpost_tests::receiver::Receiver;
 use outpost_tests::wait_for;
 use serde_json::json;
-
-const DELIVERY: Duration = Duration::from_secs(60);
 
 #[test]
 fn example_wasm_plugins_deliver_events_and_monitoring() {
@@ -17,11 +14,7 @@ fn example_wasm_plugins_deliver_events_and_monitoring() {
     let agent = Agent::start(
         dir.path(),
         &format!(
-            r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-
+            r#"{AGENT}
 [plugins]
 dir = "{{PLUGINS}}"
 active = ["event_sending_plugin_example", "request_monitoring_plugin"]
@@ -118,11 +111,7 @@ url = "{}"
 
 fn faulty_config(sink_url: &str, sandbox: &str) -> String {
     format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-
+        r#"{AGENT}
 [plugins]
 dir = "{{PLUGINS}}"
 active = ["faulty_plugin"]

@@ -10,10 +10,9 @@ use outpost::config::{Config, Env};
 use outpost::plugin::{FaultKind, HostContext, PluginHost, PluginKind, SendingInput};
 use outpost_pdk::{Event, SendingEvent};
 use outpost_tests::agent::{self, Agent};
+use outpost_tests::fixture::DELIVERY;
 use outpost_tests::receiver::Receiver;
 use serde_json::json;
-
-const DELIVERY: Duration = Duration::from_secs(60);
 
 /// `name.wasm` from the test plugins, or a panic saying why it is missing.
 fn assert_timed_out<T: std::fmt::Debug>(result: &Result<T, outpost::plugin::CallError>) {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_tests::agent::Agent;
+use outpost_tests::fixture::{post, AGENT};
 use outpost_tests::receiver::Receiver;
 use outpost_tests::{free_port, wait_for};
 use serde_json::json;
@@ -49,15 +50,6 @@ fn body(request: usize) -> serde_json::Value {
     json!({"handler_id": "h", "account_id": "a", "events": events})
 }
 
-fn post(agent: &Agent, id: &str, body: &serde_json::Value) -> outpost_tests::client::Response {
-    agent.request(
-        "POST",
-        "/v1/events",
-        &[("X-Request-Id", id)],
-        body.to_string().as_bytes(),
-    )
-}
-
 #[test]
 fn a_full_disk_answers_507_keeps_every_acknowledged_event_and_recovers_by_itself() {
     if !is_root() {
@@ -74,11 +66,7 @@ fn a_full_disk_answers_507_keeps_every_acknowledged_event_and_recovers_by_itself
     let port = free_port();
     let receiver = Receiver::start_on(port, move |_| answer.load(Ordering::Relaxed));
     let config = format!(
-        r#"
-[agent]
-listen = "{{LISTEN}}"
-data_dir = "{{DATA}}"
-[plugins]
+        r#"{AGENT}[plugins]
 active = ["forward"]
 [plugins.settings.forward]
 sink = "store"
