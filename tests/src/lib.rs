@@ -11,6 +11,7 @@ pub mod mosquitto;
 pub mod proxy;
 pub mod receiver;
 pub mod relay;
+pub mod testfs;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_tests::agent::Agent;
-use outpost_tests::fixture::{post, AGENT};
+use outpost_tests::fixture::{forward_config, http_sink, post, post_ok, AGENT, DELIVERY};
 use outpost_tests::receiver::Receiver;
+use outpost_tests::testfs::{Capacity, TestFs};
 use outpost_tests::{free_port, wait_for};
 use serde_json::json;
 
@@ -52,15 +53,14 @@ fn body(request: usize) -> serde_json::Value {
 
 #[test]
 fn a_full_disk_answers_507_keeps_every_acknowledged_event_and_recovers_by_itself() {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a tmpfs for the data dir needs root (CI runs as root)");
-        return;
-    }
+    assert!(
+        is_root(),
+        "this test mounts a 16 MiB tmpfs for the agent's data dir, which needs root: \
+         run the suite as root (CI does), or skip it by name"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let Some(_tmpfs) = Tmpfs::mount(&dir.path().join("data"), "16m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here");
-        return;
-    };
+    let _tmpfs = Tmpfs::mount(&dir.path().join("data"), "16m")
+        .expect("cannot mount a tmpfs for the data dir (mount -t tmpfs failed)");
     let status = Arc::new(AtomicU16::new(503));
     let answer = Arc::clone(&status);
     let port = free_port();
@@ -133,5 +133,34 @@ retry = {{ initial_ms = 50, max_ms = 500 }}
         drained.as_secs_f64(),
         recovered.as_secs_f64(),
         health["storage"]
+    );
+}
+
+/// A filesystem that reports no size (statvfs answers zeros, as FUSE, network and
+/// overlay filesystems may) is not full: the agent accepts, says "unknown_size", and
+/// delivers.
+#[test]
+fn a_filesystem_that_reports_no_size_is_not_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let _fs = TestFs::mount(&dir.path().join("data"), Capacity::Unknown)
+        .expect("mount the test filesystem (needs /dev/fuse and root or fusermount3)");
+    let receiver = Receiver::start();
+    let config = format!(
+        "{}\n[queue]\nmin_free_bytes = 67108864",
+        forward_config("store", &http_sink(&receiver.url("/in"), ""))
+    );
+    let agent = Agent::start(dir.path(), &config);
+    for i in 0..5 {
+        post_ok(&agent, &format!("u-{i}"), &body(i));
+    }
+    let got = receiver.wait_accepted(5, DELIVERY);
+    assert_eq!(got.len(), 5);
+    let health = agent.get_json("/v1/health");
+    assert_eq!(health["storage"]["state"], "unknown_size", "{health}");
+    assert_eq!(health["storage"]["free_bytes"], serde_json::Value::Null);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(
+        agent.metric("outpost_storage_state{state=\"unknown_size\"}"),
+        Some(1.0)
     );
 }

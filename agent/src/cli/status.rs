@@ -33,12 +33,17 @@ fn render(h: &serde_json::Value, plugins: &serde_json::Value) -> String {
         out.push_str(&format!("last reload refused: {e}\n"));
     }
     out.push_str(&format!(
-        "queue: {} messages, {} (max {}); storage {}: {} free, {} reserve, {} on disk\n\n",
+        "queue: {} messages, {} (max {}); storage {}: {}, {} reserve, {} on disk\n\n",
         cell(&q["depth"]),
         bytes(q["bytes"].as_u64().unwrap_or(0)),
         bytes(q["max_bytes"].as_u64().unwrap_or(0)),
         cell(&s["state"]),
-        bytes(s["free_bytes"].as_u64().unwrap_or(0)),
+        s["free_bytes"]
+            .as_u64()
+            .map_or("free space unknown".to_owned(), |b| format!(
+                "{} free",
+                bytes(b)
+            )),
         bytes(s["reserve_bytes"].as_u64().unwrap_or(0)),
         bytes(s["disk_bytes"].as_u64().unwrap_or(0)),
     ));

@@ -15,7 +15,7 @@ pub fn health(api: &Api) -> Response<Body> {
     let storage = status.queue.storage();
     let overall = match storage.state {
         StorageState::Full | StorageState::Failed => "degraded",
-        StorageState::Ok | StorageState::Low => "ok",
+        StorageState::Ok | StorageState::Low | StorageState::UnknownSize => "ok",
     };
     json_response(
         StatusCode::OK,

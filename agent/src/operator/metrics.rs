@@ -79,8 +79,8 @@ const AGENT: &[Family<Api>] = &[
     family(
         Gauge,
         "outpost_storage_free_bytes",
-        "Free bytes on the data dir's filesystem.",
-        |a| a.status.queue.storage().free_bytes,
+        "Free bytes on the data dir's filesystem (0 when it reports no size).",
+        |a| a.status.queue.storage().free_bytes.unwrap_or(0),
     ),
     family(
         Gauge,
@@ -297,6 +297,7 @@ fn agent(out: &mut String, api: &Api) {
         StorageState::Low,
         StorageState::Full,
         StorageState::Failed,
+        StorageState::UnknownSize,
     ] {
         let _ = writeln!(
             out,

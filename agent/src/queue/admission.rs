@@ -26,6 +26,10 @@ pub enum StorageState {
     Full,
     /// The database failed on a write (a full disk) and waits for room to reopen.
     Failed,
+    /// The filesystem reports no size (`statvfs` answers zeros, as FUSE, network and
+    /// overlay filesystems may): no reserve is kept, and a full disk shows only as
+    /// write errors (`ENOSPC`: 507, and recovery as on any full disk).
+    UnknownSize,
 }
 
 impl StorageState {
@@ -35,6 +39,7 @@ impl StorageState {
             StorageState::Low => "low",
             StorageState::Full => "full",
             StorageState::Failed => "failed",
+            StorageState::UnknownSize => "unknown_size",
         }
     }
 }
@@ -43,8 +48,9 @@ impl StorageState {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct StorageStatus {
     pub state: StorageState,
-    /// Free bytes on the data dir's filesystem (for an unprivileged writer).
-    pub free_bytes: u64,
+    /// Free bytes on the data dir's filesystem (for an unprivileged writer); `None`
+    /// when it reports no size.
+    pub free_bytes: Option<u64>,
     /// Bytes kept free (`queue.min_free_bytes`).
     pub reserve_bytes: u64,
     /// What the queue counts against `max_bytes`.
@@ -80,7 +86,11 @@ impl Admission {
         let space = disk::fs_space(data_dir)?;
         // A segment is the unit in which disk space comes back: small against the cap
         // and the filesystem, so that draining frees space early.
-        let basis = config.max_bytes.min(space.total.max(1));
+        let basis = if space.known() {
+            config.max_bytes.min(space.total)
+        } else {
+            config.max_bytes
+        };
         Ok(Admission {
             dir: data_dir.to_owned(),
             max_bytes: config.max_bytes,
@@ -124,14 +134,16 @@ impl Admission {
     /// Refuses `needed` more bytes if they would eat into the reserve.
     pub fn check_disk(&self, needed: u64) -> Result<(), QueueError> {
         match self.space() {
-            Some(space) if space.available < self.reserve.saturating_add(needed) => {
+            Some(space)
+                if space.known() && space.available < self.reserve.saturating_add(needed) =>
+            {
                 self.refused();
                 Err(QueueError::DiskFull {
                     available: space.available,
                     reserve: self.reserve,
                 })
             }
-            // Unreadable: the write itself will tell.
+            // Unreadable or of unknown size: the write itself will tell.
             _ => Ok(()),
         }
     }
@@ -149,19 +161,21 @@ impl Admission {
         }
     }
 
-    /// The state for `used` bytes against the cap and the filesystem's free space.
-    pub fn state(&self, used: u64, free: u64, failed: bool) -> StorageState {
+    /// The state for `used` bytes against the cap and the filesystem's free space
+    /// (`None`: the filesystem reports no size).
+    pub fn state(&self, used: u64, free: Option<u64>, failed: bool) -> StorageState {
         let refused = self.refused_at_ms.load(Ordering::Relaxed);
         let refusing =
             refused != 0 && crate::clock::now_ms().saturating_sub(refused) < FULL_HOLD_MS;
-        if failed {
-            StorageState::Failed
-        } else if free < self.reserve || refusing {
-            StorageState::Full
-        } else if free < self.reserve.saturating_mul(2) || used > self.max_bytes / 10 * 9 {
-            StorageState::Low
-        } else {
-            StorageState::Ok
+        let capped = used > self.max_bytes / 10 * 9;
+        match free {
+            _ if failed => StorageState::Failed,
+            _ if refusing => StorageState::Full,
+            Some(free) if free < self.reserve => StorageState::Full,
+            Some(free) if free < self.reserve.saturating_mul(2) || capped => StorageState::Low,
+            None if capped => StorageState::Low,
+            None => StorageState::UnknownSize,
+            Some(_) => StorageState::Ok,
         }
     }
 }

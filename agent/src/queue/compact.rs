@@ -26,7 +26,10 @@ impl Core {
         let db = std::fs::metadata(self.store.dir().join("db")).ok()?.len();
         let needed = self.index_charge.load(std::sync::atomic::Ordering::Relaxed);
         let worth = db > COMPACT_MIN && db > COMPACT_RATIO * needed;
-        let room = status.free_bytes > status.reserve_bytes.saturating_add(2 * needed + (4 << 20));
+        // Of unknown size: try; a copy that fails for lack of room changes nothing.
+        let room = status
+            .free_bytes
+            .is_none_or(|free| free > status.reserve_bytes.saturating_add(2 * needed + (4 << 20)));
         (worth && room).then_some(db)
     }
 

@@ -4,6 +4,9 @@
 use std::path::Path;
 
 /// Space on the filesystem holding a path.
+///
+/// FUSE, network and overlay filesystems may answer `statvfs` with zeros: a size of 0
+/// means "unknown", never "full" ([`FsSpace::known`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FsSpace {
     /// Size of the filesystem.
@@ -11,6 +14,13 @@ pub struct FsSpace {
     /// Bytes an unprivileged writer may still use (`f_bavail`): root may eat into the
     /// filesystem's own reserve beyond this, but the agent does not count on it.
     pub available: u64,
+}
+
+impl FsSpace {
+    /// Whether the filesystem reports a size at all.
+    pub fn known(&self) -> bool {
+        self.total > 0
+    }
 }
 
 /// Measures the filesystem holding `path`.
@@ -32,7 +42,8 @@ pub fn fs_space(path: &Path) -> std::io::Result<FsSpace> {
     })
 }
 
-/// The default reserve: 5 % of the filesystem or 64 MiB, whichever is smaller.
+/// The default reserve: 5 % of the filesystem or 64 MiB, whichever is smaller (none
+/// for a filesystem of unknown size).
 pub fn default_reserve(space: FsSpace) -> u64 {
     (space.total / 20).min(64 << 20)
 }

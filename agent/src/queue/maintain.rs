@@ -17,10 +17,15 @@ use super::{disk, Core, QueueError};
 const COMPACT_CHECK: Duration = Duration::from_secs(30);
 const COMPACT_RETRY: Duration = Duration::from_secs(600);
 
+/// How often a failed database is reopened on a filesystem that reports no free space
+/// (elsewhere: as soon as the reserve is free again).
+const BLIND_RECOVERY: Duration = Duration::from_secs(5);
+
 /// What the maintenance remembers between ticks.
 pub(super) struct Maintenance {
     state: StorageState,
     next_compaction_check: Instant,
+    next_blind_recovery: Instant,
 }
 
 impl Default for Maintenance {
@@ -28,6 +33,7 @@ impl Default for Maintenance {
         Maintenance {
             state: StorageState::Ok,
             next_compaction_check: Instant::now(),
+            next_blind_recovery: Instant::now(),
         }
     }
 }
@@ -40,7 +46,17 @@ impl Core {
             log_state(m.state, &status);
             m.state = status.state;
         }
-        if self.store.failed() && status.free_bytes >= status.reserve_bytes {
+        let room = match status.free_bytes {
+            Some(free) => free >= status.reserve_bytes,
+            None => {
+                let due = Instant::now() >= m.next_blind_recovery;
+                if due {
+                    m.next_blind_recovery = Instant::now() + BLIND_RECOVERY;
+                }
+                due
+            }
+        };
+        if self.store.failed() && room {
             match self.recover() {
                 Ok(()) => tracing::info!("queue database reopened: writes accepted again"),
                 Err(e) => tracing::warn!(error = %e, "queue database not reopened yet"),
@@ -139,7 +155,11 @@ impl Core {
 
     /// Disk space, the reserve, usage and the state derived from them.
     pub(super) fn storage_status(&self) -> StorageStatus {
-        let free = self.admission.space().map_or(u64::MAX, |s| s.available);
+        let free = self
+            .admission
+            .space()
+            .filter(|s| s.known())
+            .map(|s| s.available);
         let used = self.usage();
         let sled_bytes = disk::files_bytes(self.store.dir(), |n| {
             n == "db" || n == "conf" || n.starts_with("snap.")
@@ -186,6 +206,13 @@ fn log_state(from: StorageState, status: &StorageStatus) {
             free,
             reserve,
             "queue database failed on a write; it is reopened once the disk has room"
+        ),
+        StorageState::UnknownSize => tracing::warn!(
+            from = from.as_str(),
+            used,
+            max,
+            "the data dir's filesystem reports no size: no disk reserve is kept; \
+             a full disk shows as write errors (507)"
         ),
     }
 }
