@@ -6,7 +6,7 @@
 #
 #   tests/setup.sh demo    # the demo: a C compiler and curl
 #   tests/setup.sh tests   # the test suite: broker, proxy, certificates, ARM cross
-#                          # compilers and qemu-user
+#                          # compilers and qemu-user, FUSE (the test filesystem)
 #
 # Idempotent: what is there already is left alone. Installs Debian packages with
 # apt-get (as root, or through sudo).
@@ -62,6 +62,7 @@ tests | ci)
     want qemu-arm qemu-user
     want node nodejs
     want npm npm
+    want fusermount3 fuse3
     ;;
 *)
     echo "usage: tests/setup.sh demo|tests" >&2

@@ -41,6 +41,10 @@ pub const ARMV7: ArmTarget = ArmTarget {
 
 /// Where cross builds go (their own target dir: the test run holds the main one's
 /// lock). `.ci/run` packages and unit-tests from the same builds.
+///
+/// The profile the ARM builds of the test suite use: `qemu` (release optimisation,
+/// no whole-program LTO), whose compiled dependencies the ARM unit tests in CI share.
+pub const PROFILE: &str = "qemu";
 pub fn target_dir() -> PathBuf {
     workspace().join("target").join("cross")
 }
@@ -61,7 +65,7 @@ fn found(tool: &str) -> bool {
 }
 
 impl ArmTarget {
-    /// Builds the release `outpost` for this target; its path.
+    /// Builds `outpost` for this target in the [`PROFILE`] profile; its path.
     pub fn build(&self) -> PathBuf {
         for tool in [self.gcc, self.qemu] {
             assert!(
@@ -71,23 +75,21 @@ impl ArmTarget {
             );
         }
         let began = Instant::now();
-        // cross/build.sh: the same build CI packages, with std built from source where
-        // rustup has no prebuilt one for the target (cross/cargo.sh).
-        let status = Command::new(workspace().join("cross").join("build.sh"))
+        // cross/cargo.sh: the docker-free cross build, with std built from source where
+        // rustup has no prebuilt one for the target; CI packages this binary.
+        let status = Command::new(workspace().join("cross").join("cargo.sh"))
             .current_dir(workspace())
-            .arg(self.triple)
+            .args([self.triple, "build", "--profile", PROFILE])
+            .args(["-p", "outpost", "--bin", "outpost"])
             .status()
-            .expect("run cross/build.sh");
+            .expect("run cross/cargo.sh");
         assert!(status.success(), "{} cross build failed", self.triple);
         eprintln!(
-            "{} release build: {:.0} s",
+            "{} {PROFILE} build: {:.0} s",
             self.triple,
             began.elapsed().as_secs_f64()
         );
-        let bin = target_dir()
-            .join(self.triple)
-            .join("release")
-            .join("outpost");
+        let bin = target_dir().join(self.triple).join(PROFILE).join("outpost");
         let elf = std::fs::read(&bin).unwrap();
         assert_eq!(&elf[..4], b"\x7fELF");
         assert_eq!(

@@ -12,7 +12,11 @@ use serde_json::json;
 fn runs_under_qemu(target: &ArmTarget) {
     let bin = target.build();
     let size = std::fs::metadata(&bin).unwrap().len();
-    eprintln!("{}: stripped release binary {size} bytes", target.triple);
+    eprintln!(
+        "{}: stripped {} binary {size} bytes",
+        target.triple,
+        outpost_tests::arm::PROFILE
+    );
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     let config = format!(
