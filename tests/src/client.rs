@@ -42,8 +42,34 @@ pub fn try_request(
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .ok()?;
+    exchange(&mut stream, &addr.to_string(), method, path, headers, body)
+}
+
+/// [`try_request`] over a Unix socket.
+pub fn try_request_unix(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Response> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    exchange(&mut stream, "localhost", method, path, headers, body)
+}
+
+fn exchange(
+    stream: &mut (impl Read + Write),
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Response> {
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

@@ -121,9 +121,9 @@ fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
     agent.restart();
     health_requests(&agent, "kept", 5);
     // Handed to the batcher (a monitoring flush that began after the requests), stored
-    // in its key-value store, and flushed to disk by the committer: then a hard kill.
+    // in its key-value store, and flushed to disk by a checkpoint: then a hard kill.
     let flushes = |a: &Agent| {
-        a.get_json("/v1/health")["queue"]["flushes"]
+        a.get_json("/v1/health")["queue"]["checkpoints"]
             .as_u64()
             .unwrap()
     };
@@ -132,7 +132,7 @@ fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
         (calls(&agent) >= before + 2).then_some(())
     });
     let before = flushes(&agent);
-    wait_for("two queue flushes", DELIVERY, || {
+    wait_for("two queue checkpoints", DELIVERY, || {
         (flushes(&agent) >= before + 2).then_some(())
     });
     assert_eq!(messages_with(&influx, "kept-0"), 0, "not flushed yet");

@@ -605,3 +605,44 @@ fn messages_older_than_max_age_are_dropped_with_a_counter() {
     assert_eq!(receiver.accepted().len(), 1, "nothing stale was sent");
     assert_eq!(agent.get_json("/v1/health")["sinks"]["store"]["expired"], 3);
 }
+
+/// Producers on the same box can skip TCP: a Unix socket serves the same API, with the
+/// same token, beside the TCP listener (or instead of it).
+#[test]
+fn a_unix_socket_serves_the_same_api_with_the_same_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let socket = dir.path().join("run").join("ingest.sock");
+    let config = with_agent_keys(
+        &forward_config(&receiver.url("/in"), ""),
+        &format!(
+            "listen_unix = \"{}\"\nauth_token = \"s3cret\"",
+            socket.display()
+        ),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let unix = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        outpost_tests::client::try_request_unix(&socket, method, path, headers, body)
+            .expect("an answer on the Unix socket")
+    };
+    let body = events_body(0, 2).to_string();
+    let refused = unix(
+        "POST",
+        "/v1/events",
+        &[("X-Request-Id", "u-0")],
+        body.as_bytes(),
+    );
+    assert_eq!(refused.status, 401, "the token applies: {}", refused.text());
+    let auth = [("X-Request-Id", "u-1"), ("Authorization", "Bearer s3cret")];
+    let r = unix("POST", "/v1/events", &auth, body.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["accepted"], 2);
+    let got = receiver.wait_accepted(1, DELIVERY);
+    assert_eq!(got[0].json()["Luna-Request-Id"], "u-1");
+    assert_eq!(unix("GET", "/v1/health", &[], b"").status, 200);
+    // A restart finds the socket file of the previous run and takes its place.
+    let mut agent = agent;
+    agent.restart();
+    let r = unix("POST", "/v1/events", &auth, body.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text());
+}

@@ -10,7 +10,6 @@ mod running;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
@@ -21,6 +20,7 @@ use crate::monitoring::PointBuffer;
 use crate::pipeline::Pipeline;
 use crate::plugin::{HostContext, LoadError, PluginHost, StatsFn};
 use crate::queue::Queue;
+use crate::server::Listeners;
 use crate::shutdown::Stopper;
 use crate::sinks::Sinks;
 use outpost_pdk::AgentStats;
@@ -43,11 +43,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let topics = TopicTemplates::from_config(&config);
     let sinks = Sinks::start(&config, &fixed.sink_context(&config, &topics))?;
 
-    let addr = config.agent.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (agent.listen)"))?;
-    tracing::info!(%addr, device_id = %config.agent.device_id, "outpost listening");
+    let listeners = Listeners::bind(&config.agent).await?;
+    tracing::info!(listen = %config.agent.listen,
+        listen_unix = ?config.agent.listen_unix, device_id = %config.agent.device_id,
+        sync = config.queue.sync.as_str(), "outpost listening");
 
     let pipeline = Pipeline::new(Arc::clone(&plugins), Arc::clone(&fixed.queue), topics);
     let producers = Producers::start(&config, &pipeline, &fixed.points)?;
@@ -62,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (control, requests) = mpsc::channel(4);
     let api = Arc::new(Api::new(pipeline, status, control, api_settings(&config)));
     let (stop, stopped) = Stopper::new();
-    let server = tokio::spawn(crate::server::serve(listener, Arc::clone(&api), stopped));
+    let server = tokio::spawn(crate::server::serve(listeners, Arc::clone(&api), stopped));
     let mut running = Running {
         config,
         plugins,

@@ -186,7 +186,11 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<&'static str> {
     let (a, b) = (&old.agent, &mut new.agent);
     if a.listen != b.listen {
         keys.push("agent.listen");
-        b.listen = a.listen;
+        b.listen = a.listen.clone();
+    }
+    if a.listen_unix != b.listen_unix {
+        keys.push("agent.listen_unix");
+        b.listen_unix = a.listen_unix.clone();
     }
     if a.data_dir != b.data_dir {
         keys.push("agent.data_dir");
@@ -204,7 +208,9 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<&'static str> {
     let queue_changed = q.max_bytes != r.max_bytes
         || q.when_full != r.when_full
         || q.cache_mb != r.cache_mb
-        || q.min_free_bytes != r.min_free_bytes;
+        || q.min_free_bytes != r.min_free_bytes
+        || q.sync != r.sync
+        || q.sync_interval != r.sync_interval;
     if queue_changed {
         keys.push("queue");
         new.queue = old.queue.clone();

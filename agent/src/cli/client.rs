@@ -2,37 +2,68 @@
 //! interface: one request per connection, JSON in and out. No async runtime needed.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 
 /// Why a request to the agent failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the agent at {addr} (is it running?): {source}")]
     Connect {
-        addr: SocketAddr,
+        addr: Endpoint,
         #[source]
         source: std::io::Error,
     },
     #[error("talking to the agent at {addr}: {source}")]
     Io {
-        addr: SocketAddr,
+        addr: Endpoint,
         #[source]
         source: std::io::Error,
     },
     #[error("the agent at {addr} sent an answer that is not HTTP")]
-    Malformed { addr: SocketAddr },
+    Malformed { addr: Endpoint },
     #[error("the agent answered {status}: {message}")]
     Refused { status: u16, message: String },
 }
 
 /// The running agent a config describes.
 pub struct AgentClient {
-    addr: SocketAddr,
+    addr: Endpoint,
     token: Option<String>,
 }
+
+/// A connection to the agent, over either kind of endpoint.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    fn open(addr: &Endpoint) -> std::io::Result<Conn> {
+        let conn = match addr {
+            Endpoint::Tcp(a) => Conn::Tcp(TcpStream::connect_timeout(a, Duration::from_secs(5))?),
+            Endpoint::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
+        };
+        match &conn {
+            Conn::Tcp(s) => s.set_read_timeout(Some(TIMEOUT))?,
+            Conn::Unix(s) => s.set_read_timeout(Some(TIMEOUT))?,
+        }
+        Ok(conn)
+    }
+
+    fn io(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            Conn::Tcp(s) => s,
+            Conn::Unix(s) => s,
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// How long a command waits for the agent (a reload or a replay can take a while).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,9 +72,11 @@ impl AgentClient {
     /// The agent listening where `config` says (a wildcard address is reached on
     /// loopback), with its bearer token.
     pub fn for_config(config: &Config) -> AgentClient {
-        let mut addr = config.agent.listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        let mut addr = config.agent.listen.clone();
+        if let Endpoint::Tcp(a) = &mut addr {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
         }
         AgentClient {
             addr,
@@ -59,21 +92,21 @@ impl AgentClient {
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
         let io = |source| ClientError::Io {
-            addr: self.addr,
+            addr: self.addr.clone(),
             source,
         };
-        let mut stream =
-            TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).map_err(|source| {
-                ClientError::Connect {
-                    addr: self.addr,
-                    source,
-                }
-            })?;
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+        let mut conn = Conn::open(&self.addr).map_err(|source| ClientError::Connect {
+            addr: self.addr.clone(),
+            source,
+        })?;
+        let stream = conn.io();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.addr,
+            match &self.addr {
+                Endpoint::Tcp(a) => a.to_string(),
+                Endpoint::Unix(_) => "localhost".to_owned(),
+            },
             body.len()
         );
         if let Some(token) = &self.token {
@@ -88,7 +121,9 @@ impl AgentClient {
     }
 
     fn answer(&self, raw: &[u8]) -> Result<serde_json::Value, ClientError> {
-        let malformed = || ClientError::Malformed { addr: self.addr };
+        let malformed = || ClientError::Malformed {
+            addr: self.addr.clone(),
+        };
         let split = raw
             .windows(4)
             .position(|w| w == b"\r\n\r\n")

@@ -14,11 +14,31 @@ use super::ConfigError;
 /// the file.
 pub const AUTH_TOKEN_ENV: &str = "OUTPOST_AUTH_TOKEN";
 
+/// Where the API is served: a TCP address, or a Unix socket for producers on the same
+/// box (no TCP on the way; the same API and token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    /// `unix:/run/outpost/ingest.sock` in config.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// `[agent]`, validated.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// Where the API listens. Loopback by default: producers are local.
-    pub listen: SocketAddr,
+    pub listen: Endpoint,
+    /// A Unix socket served besides `listen` (`agent.listen_unix`).
+    pub listen_unix: Option<PathBuf>,
     /// Where the queue (and the plugins' key-value stores) live.
     pub data_dir: PathBuf,
     /// This device's id, for topic templates and monitoring tags.
@@ -60,8 +80,10 @@ impl Default for IngestLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AgentSection {
-    #[serde(default = "default_listen", deserialize_with = "socket_addr")]
-    listen: SocketAddr,
+    #[serde(default = "default_listen", deserialize_with = "endpoint")]
+    listen: Endpoint,
+    #[serde(default)]
+    listen_unix: Option<PathBuf>,
     #[serde(default = "default_data_dir")]
     data_dir: PathBuf,
     #[serde(default)]
@@ -91,6 +113,7 @@ impl Default for AgentSection {
         let limits = IngestLimits::default();
         AgentSection {
             listen: default_listen(),
+            listen_unix: None,
             data_dir: default_data_dir(),
             device_id: None,
             auth_token: None,
@@ -103,8 +126,8 @@ impl Default for AgentSection {
     }
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
+fn default_listen() -> Endpoint {
+    Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
@@ -122,10 +145,21 @@ fn default_service() -> String {
     "outpost".into()
 }
 
-fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Endpoint, D::Error> {
     let text = String::deserialize(d)?;
-    text.parse()
-        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an IP:port address")))
+    if let Some(path) = text.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(serde::de::Error::custom(format!(
+                "`{text}`: a Unix socket needs an absolute path (unix:/run/outpost/ingest.sock)"
+            )));
+        }
+        return Ok(Endpoint::Unix(PathBuf::from(path)));
+    }
+    text.parse().map(Endpoint::Tcp).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an IP:port address (or unix:/path/to.sock)"
+        ))
+    })
 }
 
 impl AgentSection {
@@ -139,8 +173,14 @@ impl AgentSection {
         if !de::is_identifier(&device_id) {
             return Err(ctx.error("agent.device_id", IDENT_RULE));
         }
+        if let Some(path) = &self.listen_unix {
+            if !path.is_absolute() {
+                return Err(ctx.error("agent.listen_unix", "must be an absolute path"));
+            }
+        }
         Ok(AgentConfig {
             listen: self.listen,
+            listen_unix: self.listen_unix,
             data_dir: self.data_dir,
             device_id,
             auth_token: env

@@ -27,12 +27,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use agent::{AgentConfig, IngestLimits, LogConfig, LogFormat, AUTH_TOKEN_ENV};
+pub use agent::{AgentConfig, Endpoint, IngestLimits, LogConfig, LogFormat, AUTH_TOKEN_ENV};
 pub use de::is_identifier;
 pub use env::Env;
 pub use mqtt::{BrokerAddr, MqttConnection, MqttProtocol, QoS, TlsFiles};
 pub use plugins::{PluginsConfig, SandboxConfig};
-pub use queue::{QueueConfig, WhenFull};
+pub use queue::{QueueConfig, SyncMode, WhenFull};
 pub use retry::RetryConfig;
 pub use sinks::{Compression, HttpProxy};
 pub use sinks::{

@@ -435,3 +435,38 @@ fn an_unknown_table_is_named_once() {
     let e = error_of("[queue]\nqueue = 1");
     assert!(e.contains("key `queue.queue`: unknown key"), "{e}");
 }
+
+#[test]
+fn the_api_listens_on_tcp_or_a_unix_socket() {
+    let c = parse(&format!("{BASE}listen = \"unix:/run/outpost/ingest.sock\"")).unwrap();
+    assert_eq!(
+        c.agent.listen,
+        Endpoint::Unix("/run/outpost/ingest.sock".into())
+    );
+    let c = parse(&format!("{BASE}listen_unix = \"/run/outpost/i.sock\"")).unwrap();
+    assert_eq!(c.agent.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(
+        c.agent.listen_unix.as_deref(),
+        Some(Path::new("/run/outpost/i.sock"))
+    );
+    let e = error_of(&format!("{BASE}listen = \"unix:relative.sock\""));
+    assert!(e.contains("agent.listen") && e.contains("absolute"), "{e}");
+    let e = error_of(&format!("{BASE}listen_unix = \"relative.sock\""));
+    assert!(e.contains("agent.listen_unix"), "{e}");
+}
+
+#[test]
+fn queue_sync_modes() {
+    let c = parse("").unwrap();
+    assert_eq!(c.queue.sync, SyncMode::Always);
+    let c = parse("[queue]\nsync = \"interval\"\nsync_interval_ms = 50").unwrap();
+    assert_eq!(c.queue.sync, SyncMode::Interval);
+    assert_eq!(c.queue.sync_interval, std::time::Duration::from_millis(50));
+    let e = error_of("[queue]\nsync = \"sometimes\"");
+    assert!(e.contains("queue.sync"), "{e}");
+    let e = error_of("[queue]\nsync_interval_ms = 0");
+    assert!(
+        e.contains("queue.sync_interval_ms") && e.contains("positive"),
+        "{e}"
+    );
+}

@@ -72,9 +72,15 @@ const AGENT: &[Family<Api>] = &[
     }),
     family(
         Counter,
-        "outpost_queue_flushes_total",
-        "Group-commit flushes (fsync).",
-        |a| a.status.queue.stats().flushes,
+        "outpost_queue_commits_total",
+        "Group commits (requests per commit shows how well commits group).",
+        |a| a.status.queue.stats().commits,
+    ),
+    family(
+        Counter,
+        "outpost_queue_syncs_total",
+        "fdatasyncs of the journals (one per group commit with queue.sync = \"always\").",
+        |a| a.status.queue.stats().syncs,
     ),
     family(
         Gauge,

@@ -1,5 +1,6 @@
 //! The pipeline: the one step every producer's work goes through —
-//! plugin call(s) on the blocking pool → one atomic queue insert → one group commit.
+//! plugin call(s) on the blocking pool → the request's messages admitted to the queue
+//! as one group → the group commit that makes them durable.
 //!
 //! Producers (the HTTP API, MQTT sources, timers, the monitoring flusher, plugin
 //! routes) describe their work as a [`Job`]; [`Pipeline::run`] does it and answers once
@@ -23,7 +24,7 @@ pub use timers::start_timers;
 
 use crate::config::TopicTemplates;
 use crate::plugin::{LoadedPlugin, PluginError, PluginHost, SendingInput};
-use crate::queue::{Inserted, Queue, QueueError};
+use crate::queue::{Lead, Queue, QueueError, Ticket};
 use crate::sync;
 
 /// Why a job was not done. Nothing of it was queued.
@@ -42,6 +43,9 @@ pub enum PipelineError {
     /// The blocking task died (a bug: plugin panics are caught where they happen).
     #[error("pipeline task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The blocking task ended without an answer (a bug, as above).
+    #[error("pipeline task ended without an answer")]
+    Lost,
 }
 
 /// What a done job produced.
@@ -122,15 +126,26 @@ impl Pipeline {
 
     /// Does `job`. Returns once every message the plugins produced for it is on disk;
     /// on error nothing of it is queued and the producer decides (answer, retry).
+    ///
+    /// The job runs on the blocking pool: the plugin calls, then the admission of their
+    /// messages. That thread hands the ticket back first and then, if it is to lead
+    /// the group commit, commits for every request waiting (see `queue::commit`).
     pub async fn run(&self, job: Job) -> Result<Accepted, PipelineError> {
-        // Announced before the plugin call, so concurrent commits wait to share a flush.
-        let writer = self.queue.writer();
         let (queue, set) = (Arc::clone(&self.queue), self.set());
-        let (inserted, events) =
-            tokio::task::spawn_blocking(move || produce_and_insert(&queue, &set, job)).await??;
-        let messages = inserted.count;
-        self.queue.commit_as(inserted, writer).await?;
-        Ok(Accepted { events, messages })
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let (result, lead) = match produce_and_enqueue(&queue, &set, job) {
+                Ok((ticket, accepted, lead)) => (Ok((ticket, accepted)), lead),
+                Err(e) => (Err(e), None),
+            };
+            let _ = tx.send(result);
+            if let Some(lead) = lead {
+                lead.run();
+            }
+        });
+        let (ticket, accepted) = rx.await.map_err(|_| PipelineError::Lost)??;
+        ticket.durable().await?;
+        Ok(accepted)
     }
 
     /// [`Pipeline::run`] for producers that have no one to answer (timers, monitoring):
@@ -162,12 +177,12 @@ impl Pipeline {
     }
 }
 
-/// The plugin calls and the insert: blocking.
-fn produce_and_insert(
+/// The plugin calls and the admission of their messages: blocking.
+fn produce_and_enqueue(
     queue: &Queue,
     set: &PluginSet,
     job: Job,
-) -> Result<(Inserted, usize), PipelineError> {
+) -> Result<(Ticket, Accepted, Option<Lead>), PipelineError> {
     let plugins = &set.plugins;
     let (mut messages, handler_id, events): (Vec<Message>, Option<String>, usize) = match job {
         Job::Sending { event, target } => {
@@ -193,7 +208,12 @@ fn produce_and_insert(
         }
     };
     set.topics.stamp(&mut messages, handler_id.as_deref());
-    Ok((queue.insert(&messages)?, events))
+    let (ticket, lead) = queue.enqueue(&messages)?;
+    let accepted = Accepted {
+        events,
+        messages: messages.len(),
+    };
+    Ok((ticket, accepted, lead))
 }
 
 /// The plugin called `name`, if it takes `callback`.

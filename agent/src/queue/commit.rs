@@ -1,176 +1,339 @@
-//! Group commit: concurrent writers share one flush.
+//! Group commit: the requests admitted while a commit is under way share the next one.
 //!
-//! A writer inserts its records, then asks for a commit. The committer thread takes
-//! every request waiting at that moment, flushes once (`Core::flush`: the payload
-//! segments' fdatasync, sled's log write and its fdatasync), and answers them all. A
-//! request that arrives during a flush waits for the next one, which is what makes
-//! "flushed after my insert" true.
+//! A producer's thread admits its request ([`Queue::enqueue`]) and queues it here. If
+//! no commit is under way, that thread *leads*: it takes every group waiting, writes
+//! their frames (one write per sink's journal), makes them durable with one
+//! `fdatasync` per journal written (`queue.sync = "always"`; `"interval"` leaves that
+//! to the queue's background thread), puts them into their sinks' FIFOs (the sled
+//! index), answers every group, and goes on while groups keep arriving. The others
+//! just queue theirs and return: a request crosses to one other thread at most (its
+//! answer), and under load a sync covers every request that arrived during the last
+//! one — no timer, no wait to gather.
 //!
-//! Writers announce themselves before their plugin call ([`GroupCommit::writer`]). When
-//! a commit is requested while other writers are still working, the committer gives
-//! them up to [`GATHER`] to join the same flush; a lone writer is flushed at once. Under
-//! load that halves the fsyncs (and the CPU spent around them) for at most that much
-//! latency; at low rates it changes nothing.
+//! A leader hands its own producer its ticket before it leads ([`Lead`]), so a busy
+//! leader never delays its own answer.
 //!
-//! A flush syncs the payload segments first, then sled, so a durable record never
-//! points at a payload that is not; segments emptied before the flush are deleted after
-//! it. With no commit requested, the thread still flushes every 500 ms when there is
-//! something to flush (deletes after acks), as sled's own periodic flush is off, and
-//! runs the queue's maintenance (`Core::maintain`).
-//!
-//! A dedicated thread rather than a tokio task: flushing blocks, and the thread's
-//! lifetime is tied to the queue (joined on drop), so the database is closed when the
-//! queue is.
+//! [`Queue::enqueue`]: super::Queue::enqueue
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::maintain::Maintenance;
-use super::{Core, QueueError};
+use super::journal::{self, Position};
+use super::recover::checkpoint_entry;
+use super::segments::SegmentRef;
+use super::write::Size;
+use super::{Core, QueueError, SinkQueue};
+use crate::config::SyncMode;
+use crate::sync::lock;
 
-/// How often pending deletes are flushed when nobody asks for a commit.
-const IDLE_FLUSH: Duration = Duration::from_millis(500);
+/// One message of a group, encoded.
+pub(super) struct Prepared {
+    pub sink: Arc<SinkQueue>,
+    pub seq: u64,
+    pub key: Vec<u8>,
+    /// The record with the payload inline: the frame's content.
+    pub record: Vec<u8>,
+    pub payload_len: usize,
+    /// Whether the index keeps the payload inline (else it points into the journal).
+    pub inline: bool,
+    /// Its size as admitted (estimated).
+    pub size: Size,
+}
 
-/// How long a commit waits at most for writers still working to join its flush.
-pub const GATHER: Duration = Duration::from_millis(1);
+/// One request's messages, admitted: committed whole, or not at all.
+pub(super) struct Group {
+    pub messages: Vec<Prepared>,
+    /// The group's id in its frames: its first sequence number.
+    pub first_seq: u64,
+    /// Bytes reserved against `max_bytes` at admission.
+    pub reserved: u64,
+}
 
-/// A write in progress, from before its plugin call until its commit is answered (or it
-/// gave up): the committer waits briefly for these rather than flush without them.
-#[must_use = "a writer counts until it is dropped"]
-pub struct Writer(Arc<AtomicUsize>);
+type Reply = oneshot::Sender<Result<(), Arc<QueueError>>>;
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// Resolves once a group is durable and in its sinks' FIFOs.
+#[must_use = "messages are durable only once the ticket resolves"]
+pub struct Ticket(Option<oneshot::Receiver<Result<(), Arc<QueueError>>>>);
+
+impl Ticket {
+    /// For nothing to commit.
+    pub(super) fn done() -> Ticket {
+        Ticket(None)
+    }
+
+    /// Waits for the group commit.
+    pub async fn durable(self) -> Result<(), QueueError> {
+        let Some(rx) = self.0 else {
+            return Ok(());
+        };
+        match rx.await {
+            Ok(result) => result.map_err(QueueError::Commit),
+            Err(_) => Err(QueueError::Io(std::io::Error::other(
+                "the group commit stopped",
+            ))),
+        }
     }
 }
 
-type Reply = (oneshot::Sender<Result<(), Arc<QueueError>>>, Writer);
+/// The duty to commit what is waiting, for the thread that got it.
+#[must_use = "the groups waiting are committed only when the lead is run"]
+pub struct Lead(Arc<Core>);
 
-/// Handle to the committer thread.
-pub struct GroupCommit {
-    requests: Option<mpsc::Sender<Reply>>,
-    thread: Option<JoinHandle<()>>,
-    flushes: Arc<AtomicU64>,
-    writers: Arc<AtomicUsize>,
+impl Lead {
+    /// Commits every group waiting, until none is. Blocking.
+    pub fn run(self) {
+        self.0.lead();
+    }
 }
 
-impl GroupCommit {
-    /// Starts the committer of `core`.
-    pub(super) fn start(core: Arc<Core>) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Reply>();
-        let flushes = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&flushes);
-        let writers = Arc::new(AtomicUsize::new(0));
-        let working = Arc::clone(&writers);
-        let thread = std::thread::Builder::new()
-            .name("outpost-commit".into())
-            .spawn(move || run(&core, &rx, &working, &counter))?;
-        Ok(GroupCommit {
-            requests: Some(tx),
-            thread: Some(thread),
-            flushes,
-            writers,
-        })
+/// Groups waiting, and whether a thread is committing.
+#[derive(Default)]
+struct Waiting {
+    groups: Vec<(Group, Reply)>,
+    leading: bool,
+}
+
+/// The group commit of one queue.
+pub(super) struct Committer {
+    waiting: Mutex<Waiting>,
+    mode: SyncMode,
+    /// Where each sink's journal is indexed up to (everything before it is in sled).
+    indexed: Mutex<HashMap<String, Position>>,
+    /// Group commits, and journal syncs, so far.
+    commits: AtomicU64,
+    syncs: AtomicU64,
+}
+
+impl Committer {
+    pub fn new(mode: SyncMode, indexed: HashMap<String, Position>) -> Committer {
+        Committer {
+            waiting: Mutex::default(),
+            mode,
+            indexed: Mutex::new(indexed),
+            commits: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+        }
     }
 
-    /// Announces a write that will ask for a commit soon.
-    pub fn writer(&self) -> Writer {
-        self.writers.fetch_add(1, Ordering::AcqRel);
-        Writer(Arc::clone(&self.writers))
-    }
-
-    /// Resolves once everything `writer` inserted before this call is on disk.
-    pub async fn commit(&self, writer: Writer) -> Result<(), Arc<QueueError>> {
-        let closed = || Arc::new(QueueError::Io(std::io::Error::other("committer stopped")));
+    /// Queues `group`; the ticket, and the lead if no thread is committing.
+    pub fn enqueue(&self, core: &Arc<Core>, group: Group) -> (Ticket, Option<Lead>) {
         let (tx, rx) = oneshot::channel();
-        self.requests
-            .as_ref()
-            .ok_or_else(closed)?
-            .send((tx, writer))
-            .map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        let mut waiting = lock(&self.waiting);
+        waiting.groups.push((group, tx));
+        let lead = !std::mem::replace(&mut waiting.leading, true);
+        (Ticket(Some(rx)), lead.then(|| Lead(Arc::clone(core))))
     }
 
-    /// Number of completed flushes so far, for commits and for writes no commit covers
-    /// (acks, plugin key-value writes); requests per flush shows how well commits group.
-    pub fn flushes(&self) -> u64 {
-        self.flushes.load(Ordering::Relaxed)
+    /// Where each journal is indexed up to, now (for a checkpoint).
+    pub fn indexed(&self) -> HashMap<String, Position> {
+        lock(&self.indexed).clone()
+    }
+
+    /// After a replay: where each journal is indexed up to.
+    pub fn set_indexed(&self, indexed: HashMap<String, Position>) {
+        *lock(&self.indexed) = indexed;
+    }
+
+    pub fn mode(&self) -> SyncMode {
+        self.mode
+    }
+
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Counts a sync of the journals (the background thread's, in interval mode).
+    pub fn synced(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// The committer thread: flushes for commit requests, and flushes what is dirty plus
-/// maintenance on every idle tick.
-fn run(core: &Core, rx: &mpsc::Receiver<Reply>, writers: &AtomicUsize, flushes: &AtomicU64) {
-    let mut waiting = Vec::new();
-    let mut maintenance = Maintenance::default();
-    let mut last_tick = Instant::now();
-    loop {
-        match rx.recv_timeout(IDLE_FLUSH) {
-            Ok(first) => {
-                waiting.push(first);
-                gather(rx, writers, &mut waiting);
-                let result = core.flush().map_err(Arc::new);
-                if result.is_ok() {
-                    flushes.fetch_add(1, Ordering::Relaxed);
+/// The frames of one round for one journal, and what they are.
+#[derive(Default)]
+struct Block {
+    bytes: Vec<u8>,
+    /// (group, message, offset in `bytes`, frame length), in order.
+    frames: Vec<(usize, usize, usize, usize)>,
+    /// Where the block was written.
+    at: Option<Position>,
+}
+
+impl Core {
+    /// Commits rounds of waiting groups until none is left.
+    fn lead(&self) {
+        loop {
+            let round = {
+                let mut waiting = lock(&self.commit.waiting);
+                if waiting.groups.is_empty() {
+                    waiting.leading = false;
+                    return;
                 }
-                for (reply, writer) in waiting.drain(..) {
-                    drop(writer);
-                    let _ = reply.send(result.clone());
+                std::mem::take(&mut waiting.groups)
+            };
+            self.commit_round(round);
+        }
+    }
+
+    /// One group commit: write, sync, index, answer.
+    fn commit_round(&self, round: Vec<(Group, Reply)>) {
+        let (groups, replies): (Vec<Group>, Vec<Reply>) = round.into_iter().unzip();
+        let mut failed: Vec<Option<Arc<QueueError>>> = vec![None; groups.len()];
+        let mut blocks = frame(&groups);
+        self.write(&mut blocks, &mut failed);
+        if self.commit.mode == SyncMode::Always {
+            self.sync(&mut blocks, &mut failed);
+        }
+        self.index(&groups, &blocks, &failed);
+        self.commit.commits.fetch_add(1, Ordering::Relaxed);
+        for ((group, reply), failure) in groups.iter().zip(replies).zip(failed) {
+            self.reserved.fetch_sub(group.reserved, Ordering::Relaxed);
+            let _ = reply.send(failure.map_or(Ok(()), Err));
+        }
+        let mut touched: Vec<&Arc<SinkQueue>> = Vec::new();
+        for m in groups.iter().flat_map(|g| &g.messages) {
+            if !touched.iter().any(|s| Arc::ptr_eq(s, &m.sink)) {
+                touched.push(&m.sink);
+            }
+        }
+        touched.into_iter().for_each(|s| s.notify());
+    }
+
+    /// Appends each journal's block; a failed write fails the groups in it.
+    fn write(&self, blocks: &mut BTreeMap<String, Block>, failed: &mut [Option<Arc<QueueError>>]) {
+        for (stream, block) in blocks.iter_mut() {
+            match self.segments.append_frames(stream, &block.bytes) {
+                Ok(at) => block.at = Some(at),
+                Err(e) => fail(block, failed, QueueError::Segment(e)),
+            }
+        }
+    }
+
+    /// Makes the blocks written durable; a failed sync fails the groups in them (and
+    /// cuts the block off, so that a restart does not bring them back).
+    fn sync(&self, blocks: &mut BTreeMap<String, Block>, failed: &mut [Option<Arc<QueueError>>]) {
+        let written = blocks.iter().filter(|(_, b)| b.at.is_some());
+        let synced = self.segments.sync_streams(written.map(|(s, _)| s.as_str()));
+        self.commit.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = synced {
+            let e = Arc::new(QueueError::Segment(e));
+            for block in blocks.values_mut().filter(|b| b.at.is_some()) {
+                self.segments.cut(block.at.take().expect("written"));
+                for &(g, ..) in &block.frames {
+                    failed[g].get_or_insert_with(|| Arc::clone(&e));
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if last_tick.elapsed() >= IDLE_FLUSH {
-            last_tick = Instant::now();
-            idle_tick(core, flushes, &mut maintenance);
         }
     }
-}
 
-/// Flushes what no commit covered (acks, key-value writes), then maintains the queue.
-fn idle_tick(core: &Core, flushes: &AtomicU64, maintenance: &mut Maintenance) {
-    if core.dirty.load(Ordering::Relaxed) && !core.store.failed() {
-        match core.flush() {
-            Ok(()) => {
-                flushes.fetch_add(1, Ordering::Relaxed);
+    /// Puts the groups that were written (and synced) into their sinks' FIFOs, in one
+    /// atomic batch. If sled fails, they are durable all the same: the reopen that
+    /// follows indexes them again from the journal (see `recover.rs`).
+    fn index(
+        &self,
+        groups: &[Group],
+        blocks: &BTreeMap<String, Block>,
+        failed: &[Option<Arc<QueueError>>],
+    ) {
+        let mut batch = sled::Batch::default();
+        let mut added: Vec<(&Prepared, Size, Option<SegmentRef>)> = Vec::new();
+        let mut positions: Vec<(&str, Position)> = Vec::new();
+        for (stream, block) in blocks {
+            let Some(at) = block.at else { continue };
+            for &(g, m, offset, len) in &block.frames {
+                if failed[g].is_some() {
+                    continue;
+                }
+                let message = &groups[g].messages[m];
+                let start = Position {
+                    segment: at.segment,
+                    offset: at.offset + offset as u64,
+                };
+                let value = journal::index_value(
+                    &message.record,
+                    message.payload_len,
+                    message.inline,
+                    start,
+                    len,
+                );
+                let external = (!message.inline).then(|| SegmentRef {
+                    segment: at.segment,
+                    offset: start.offset + (len - message.payload_len) as u64,
+                    len: message.payload_len as u32,
+                });
+                let size = Size::of(
+                    message.key.len(),
+                    value.len(),
+                    external.map_or(0, |r| u64::from(r.len)),
+                );
+                batch.insert(message.key.as_slice(), value);
+                added.push((message, size, external));
             }
-            // Logged once by the store, shown by health; retried next tick.
-            Err(e) => tracing::debug!(error = %e, "queue flush failed"),
+            let end = Position {
+                segment: at.segment,
+                offset: at.offset + block.bytes.len() as u64,
+            };
+            let (key, value) = checkpoint_entry(stream, end);
+            batch.insert(key, value);
+            positions.push((stream, end));
         }
-    }
-    core.maintain(maintenance);
-}
-
-/// Adds to `waiting` the requests that come while other writers are still working, for
-/// at most [`GATHER`].
-fn gather(rx: &mpsc::Receiver<Reply>, writers: &AtomicUsize, waiting: &mut Vec<Reply>) {
-    waiting.extend(rx.try_iter());
-    let deadline = Instant::now() + GATHER;
-    // Every waiting request holds a writer: more writers than requests means someone is
-    // still between its plugin call and its commit.
-    while writers.load(Ordering::Acquire) > waiting.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(request) => {
-                waiting.push(request);
-                waiting.extend(rx.try_iter());
+        if positions.is_empty() {
+            return;
+        }
+        let applied = self
+            .store
+            .trees()
+            .and_then(|trees| self.store.check(trees.pending.apply_batch(batch)));
+        if let Err(e) = applied {
+            tracing::error!(error = %e, "the queue index failed: the messages are durable in \
+                the journal and are indexed again once the database is reopened");
+            return;
+        }
+        for (message, size, external) in added {
+            if let Some(r) = external {
+                self.segments.retain(&r);
             }
-            Err(_) => break,
+            self.account(&message.sink, size, true);
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+        let mut indexed = lock(&self.commit.indexed);
+        for (stream, end) in positions {
+            indexed.insert(stream.to_owned(), end);
         }
     }
 }
 
-impl Drop for GroupCommit {
-    fn drop(&mut self) {
-        drop(self.requests.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+/// The frames of a round, by journal.
+fn frame(groups: &[Group]) -> BTreeMap<String, Block> {
+    let mut blocks: BTreeMap<String, Block> = BTreeMap::new();
+    for (g, group) in groups.iter().enumerate() {
+        let parts = group.messages.len() as u32;
+        for (m, message) in group.messages.iter().enumerate() {
+            let block = blocks.entry(message.sink.name.to_string()).or_default();
+            let offset = block.bytes.len();
+            let len = journal::encode(
+                &mut block.bytes,
+                group.first_seq,
+                parts,
+                &message.key,
+                &message.record,
+            );
+            block.frames.push((g, m, offset, len));
         }
+    }
+    blocks
+}
+
+/// Fails every group with a frame in `block`.
+fn fail(block: &Block, failed: &mut [Option<Arc<QueueError>>], e: QueueError) {
+    let e = Arc::new(e);
+    for &(g, ..) in &block.frames {
+        failed[g].get_or_insert_with(|| Arc::clone(&e));
     }
 }

@@ -155,7 +155,7 @@ impl Queue {
                 }
             }
         }
-        core.flush()?;
+        core.checkpoint()?;
         for sink in &replayed {
             sink.notify();
         }
@@ -172,7 +172,7 @@ impl Queue {
                 core.forget_dead(&entry.key, &old, &entry.sink);
             }
         }
-        core.flush()?;
+        core.checkpoint()?;
         Ok(entries.len())
     }
 }
@@ -201,6 +201,9 @@ impl Core {
         }
     }
 
+    /// Moves one dead letter back to the tail of its sink's FIFO, with a new sequence
+    /// number and its id. Its payload stays where it is (inline, or in the dead-letter
+    /// file that holds it, which the record keeps referenced).
     fn replay_one(
         &self,
         trees: &Trees,
@@ -208,23 +211,8 @@ impl Core {
         entry: Entry,
     ) -> Result<(), QueueError> {
         let mut record = entry.record;
-        let payload = match std::mem::replace(&mut record.payload, Payload::Inline(Vec::new())) {
-            Payload::Segment(r) if r.len as usize > INLINE_MAX => Payload::Segment(
-                self.segments
-                    .append(
-                        sink.name.as_str(),
-                        &self.segments.read(&r).map_err(QueueError::Segment)?,
-                    )
-                    .map_err(QueueError::Segment)?,
-            ),
-            Payload::Segment(r) => {
-                Payload::Inline(self.segments.read(&r).map_err(QueueError::Segment)?)
-            }
-            inline => inline,
-        };
-        record.payload = payload;
         record.enqueued_ms = crate::clock::now_ms();
-        let key = sink.key(self.seq.next(trees)?);
+        let key = sink.key(self.seq.next(&self.store, trees)?);
         let value = Envelope::V2(record).encode();
         let removed = self.store.move_record(
             (&trees.dead, entry.key.as_ref()),
@@ -232,7 +220,11 @@ impl Core {
             &value,
         )?;
         if let Some(old) = removed {
-            self.forget_dead(&entry.key, &old, &entry.sink);
+            // The same payload reference moves with it: the file's count is unchanged.
+            let size = Size::of(entry.key.len(), old.len(), 0);
+            self.index_charge
+                .fetch_sub(size.index, std::sync::atomic::Ordering::Relaxed);
+            sink.dead_removed(1);
         }
         let external = segment_of(&value).map_or(0, |r| u64::from(r.len));
         self.account(sink, Size::of(key.len(), value.len(), external), true);

@@ -56,6 +56,13 @@ pub fn is_full(e: &std::io::Error) -> bool {
     ) || e.raw_os_error() == Some(libc::ENOSPC)
 }
 
+/// Makes the names in `dir` durable (files and directories created, renamed or removed
+/// in it): without this, a power cut can take a new file away with its data, however
+/// well the file itself was synced.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The apparent size of the files directly in `dir` whose names pass `take`.
 pub fn files_bytes(dir: &Path, take: impl Fn(&str) -> bool) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -3,11 +3,14 @@
 //! it when sled's file holds far more than the records need, and logging storage
 //! state changes (once per change, not per attempt).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::admission::{StorageState, StorageStatus};
+use super::journal::Position;
 use super::read::segment_of;
+use super::recover::{is_checkpoint, read_checkpoints};
 use super::store::Trees;
 use super::write::Size;
 use super::SinkQueue;
@@ -72,7 +75,8 @@ impl Core {
         }
     }
 
-    /// Reopens the database (clearing sled's sticky error) and recounts everything.
+    /// Reopens the database (clearing sled's sticky error), indexes again what the
+    /// journals hold past its durable checkpoints, and recounts everything.
     fn recover(&self) -> Result<(), QueueError> {
         self.store.swap(
             |old, _| {
@@ -80,15 +84,23 @@ impl Core {
                 Ok(())
             },
             |trees| {
-                self.rebuild(trees)?;
+                let found = read_checkpoints(trees)?;
+                crate::sync::lock(&self.checkpoints).set_durable(found);
+                self.reindex(trees)?;
                 self.seq.persist(trees)
             },
         )?;
-        self.flush()
+        self.checkpoint()
     }
 
-    /// Counters and segment books from what is on disk (at open, after a reopen).
-    pub(super) fn rebuild(&self, trees: &Trees) -> Result<(), QueueError> {
+    /// Counters and file books from what is on disk (at open, after a reopen or a
+    /// compaction); `checkpoints`: the durable ones, which say which journal files a
+    /// restart would still replay.
+    pub(super) fn rebuild(
+        &self,
+        trees: &Trees,
+        checkpoints: &HashMap<String, Position>,
+    ) -> Result<(), QueueError> {
         for sink in self.fifos().values() {
             sink.reset();
         }
@@ -99,6 +111,9 @@ impl Core {
         let mut orphans = std::collections::BTreeMap::<String, u64>::new();
         for entry in trees.pending.iter() {
             let (key, value) = entry?;
+            if is_checkpoint(&key) {
+                continue;
+            }
             let segment = segment_of(&value);
             refs.extend(segment);
             let size = Size::of(
@@ -128,7 +143,9 @@ impl Core {
                 sink.dead_added(1);
             }
         }
-        self.segments.rebuild(refs).map_err(QueueError::Io)?;
+        self.segments
+            .rebuild(refs, checkpoints)
+            .map_err(QueueError::Io)?;
         for (sink, count) in orphans {
             tracing::warn!(
                 sink,

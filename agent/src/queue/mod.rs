@@ -1,10 +1,13 @@
 //! The durable queue: every accepted message stays here, on disk, until its sink has
 //! acknowledged it.
 //!
-//! * Records live in sled ([`store`]), one FIFO per sink ([`fifo`]); payloads over
-//!   256 bytes live in append-only segment files, one stream per sink ([`segments`]).
-//! * Writes are made durable by [group commit](commit): a producer's 202 goes out after
-//!   the flush that covers its insert; concurrent requests share flushes.
+//! * Every accepted message is a frame in its sink's journal ([`journal`], in files of
+//!   [`segments`]); a [group commit](commit) makes the requests admitted meanwhile
+//!   durable together, with one `fdatasync` per journal written, before their 202s.
+//! * The index lives in sled ([`store`]): one FIFO per sink ([`fifo`]), small payloads
+//!   inline, large ones pointing into the journal. It is flushed every half second by
+//!   the queue's own thread ([`background`]), off the producers' path; after a crash,
+//!   what was written since the last checkpoint is indexed again ([`recover`]).
 //! * A message is removed only when its sink acknowledged it ([`Queue::ack`]), moved to
 //!   the dead letters when its sink refused it for good ([`dead`]), or dropped by the
 //!   `drop_oldest` policy ([`write`]) — each counted.
@@ -17,16 +20,19 @@
 //!   backlog of millions never sits in RAM; counters are rebuilt by one scan at open.
 
 pub mod admission;
+mod background;
 mod commit;
 mod compact;
 pub mod dead;
 mod disk;
 mod fifo;
+mod journal;
 pub mod kv;
 pub(crate) mod maintain;
 mod open;
 mod read;
 pub mod record;
+mod recover;
 mod segments;
 mod seq;
 mod store;
@@ -35,21 +41,23 @@ mod write;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::config::QueueConfig;
+use crate::config::{QueueConfig, SyncMode};
 use crate::sync;
 pub use admission::{StorageState, StorageStatus};
-pub use commit::{GroupCommit, Writer};
+use background::Background;
+use commit::Committer;
+pub use commit::{Lead, Ticket};
 pub use dead::{DeadLetter, DeadSelection};
 pub use fifo::SinkQueue;
 pub use open::Opened;
 pub use read::{Peeked, StoredMessage};
 use record::MessageId;
+use recover::Checkpoints;
 use segments::SegmentStore;
 use seq::Sequence;
 use store::Store;
-pub use write::Inserted;
 
 /// Queue errors.
 #[derive(Debug, thiserror::Error)]
@@ -103,10 +111,17 @@ pub struct QueueStats {
     pub depth: u64,
     pub bytes: u64,
     pub max_bytes: u64,
-    pub flushes: u64,
+    /// Group commits so far (requests per commit shows how well commits group).
+    pub commits: u64,
+    /// `fdatasync`s of the journals so far (one per commit with `sync = "always"`).
+    pub syncs: u64,
+    /// Checkpoints so far: flushes of the index (acks, plugin state) to disk.
+    pub checkpoints: u64,
+    pub sync: SyncMode,
 }
 
-/// Everything the queue's users and its committer thread share.
+/// Everything the queue's users, its committing threads and its background thread
+/// share.
 pub(crate) struct Core {
     store: Arc<Store>,
     segments: SegmentStore,
@@ -119,16 +134,20 @@ pub(crate) struct Core {
     /// Messages and their logical bytes (keys, records, payloads).
     depth: AtomicU64,
     bytes: AtomicU64,
-    /// What the records cost in sled, estimated ([`write::record_charge`]).
+    /// What the records cost in sled, estimated ([`write::Size`]).
     index_charge: AtomicU64,
-    /// Writes no commit covers yet (acks, key-value writes): flush within the idle tick.
+    /// Bytes admitted for groups not yet committed.
+    reserved: AtomicU64,
+    /// Index writes no checkpoint covers yet (commits, acks, key-value writes).
     dirty: Arc<AtomicBool>,
+    commit: Committer,
+    checkpoints: Mutex<Checkpoints>,
 }
 
 /// The durable queue.
 pub struct Queue {
     core: Arc<Core>,
-    committer: GroupCommit,
+    background: Option<Background>,
     opened: Opened,
 }
 
@@ -142,15 +161,30 @@ impl Queue {
         config: &QueueConfig,
         sink_names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Queue, QueueError> {
+        let mut queue = Self::open_quiet(data_dir, config, sink_names)?;
+        let background =
+            Background::start(Arc::clone(&queue.core), config).map_err(QueueError::Io)?;
+        queue.background = Some(background);
+        Ok(queue)
+    }
+
+    /// [`Queue::open`] without the background thread: no checkpoint, interval sync or
+    /// maintenance happens unless called (tests of what a crash leaves).
+    fn open_quiet<'a>(
+        data_dir: &Path,
+        config: &QueueConfig,
+        sink_names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Queue, QueueError> {
         let dir = data_dir.join("queue");
         let (store, opened) = Store::open(&dir, config.cache_mb << 20)?;
         let admission = admission::Admission::new(config, data_dir).map_err(QueueError::Io)?;
-        let (epoch, seq) = {
+        let (epoch, seq, checkpoints) = {
             let trees = store.trees()?;
-            (epoch(&trees)?, Sequence::load(&trees)?)
+            let seq = Sequence::load(&trees)?;
+            (epoch(&trees)?, seq, recover::read_checkpoints(&trees)?)
         };
         // Inside the database's directory, so a corrupt database is moved aside with
-        // its payloads.
+        // its journals.
         let segments = SegmentStore::open(&dir.join("payloads"), admission.segment_bytes())
             .map_err(QueueError::Io)?;
         let core = Arc::new(Core {
@@ -168,17 +202,23 @@ impl Queue {
             depth: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             index_charge: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
             dirty: Arc::new(AtomicBool::new(false)),
+            commit: Committer::new(config.sync, Default::default()),
+            checkpoints: Mutex::new(Checkpoints::new(checkpoints)),
         });
         {
             let trees = core.store.trees()?;
-            core.rebuild(&trees)?;
+            core.reindex(&trees)?;
         }
         core.store.flush()?;
-        let committer = GroupCommit::start(Arc::clone(&core)).map_err(QueueError::Io)?;
+        // The queue's directories and sled's files, created above perhaps, for good.
+        for d in [data_dir, &dir, &dir.join("payloads")] {
+            disk::sync_dir(d).map_err(QueueError::Io)?;
+        }
         Ok(Queue {
             core,
-            committer,
+            background: None,
             opened,
         })
     }
@@ -220,7 +260,10 @@ impl Queue {
             depth: self.core.depth.load(Ordering::Relaxed),
             bytes: self.core.bytes.load(Ordering::Relaxed),
             max_bytes: self.core.admission.max_bytes(),
-            flushes: self.committer.flushes(),
+            commits: self.core.commit.commits(),
+            syncs: self.core.commit.syncs(),
+            checkpoints: sync::lock(&self.core.checkpoints).done,
+            sync: self.core.commit.mode(),
         }
     }
 
@@ -229,37 +272,12 @@ impl Queue {
         self.core.storage_status()
     }
 
-    /// Announces a write before its (slow) preparation, e.g. a plugin call, so that
-    /// concurrent commits wait a moment to share their flush with it.
-    pub fn writer(&self) -> Writer {
-        self.committer.writer()
-    }
-
-    /// Waits until `inserted` is on disk (group commit), then wakes its sinks. Nothing
-    /// inserted, nothing to wait for.
-    pub async fn commit(&self, inserted: Inserted) -> Result<(), QueueError> {
-        let writer = self.writer();
-        self.commit_as(inserted, writer).await
-    }
-
-    /// [`Queue::commit`] for a write announced with [`Queue::writer`].
-    pub async fn commit_as(&self, inserted: Inserted, writer: Writer) -> Result<(), QueueError> {
-        if inserted.count == 0 {
-            return Ok(());
-        }
-        self.committer
-            .commit(writer)
-            .await
-            .map_err(QueueError::Commit)?;
-        for sink in &inserted.sinks {
-            sink.notify();
-        }
-        Ok(())
-    }
-
-    /// Flushes everything (acks included) to disk. For shutdown. Blocking.
+    /// Makes everything durable (acks included) and checkpoints, so that a restart
+    /// replays nothing. For shutdown. Blocking.
     pub fn flush_blocking(&self) -> Result<(), QueueError> {
-        self.core.flush()
+        // The second checkpoint makes the first one's positions durable.
+        self.core.checkpoint()?;
+        self.core.checkpoint()
     }
 
     /// Payload segment files on disk.
@@ -275,35 +293,28 @@ impl Queue {
     }
 
     /// The plugins' key-value stores, in this database: their writes are flushed by
-    /// the committer.
+    /// the next checkpoint.
     pub fn kv_stores(&self) -> kv::KvStores {
         kv::KvStores::new(Arc::clone(&self.core.store), Arc::clone(&self.core.dirty))
     }
 }
 
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // Stops the background thread before the database closes.
+        self.background.take();
+    }
+}
+
 impl Core {
-    /// One flush: payload segments, then sled (and its fdatasync), then the segments
-    /// that emptied before it.
-    fn flush(&self) -> Result<(), QueueError> {
-        self.dirty.store(false, Ordering::Relaxed);
-        let emptied = self.segments.emptied();
-        let result = self
-            .segments
-            .sync()
-            .map_err(QueueError::Io)
-            .and_then(|()| self.store.flush());
-        match result {
-            Ok(()) => {
-                self.segments.collect(emptied);
-                Ok(())
-            }
-            Err(e) => {
-                // Not durable: these go after a later flush.
-                self.segments.collect_later(emptied);
-                self.dirty.store(true, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+    /// At open and after a reopen: indexes what the journals hold past the durable
+    /// checkpoints, then counts everything.
+    fn reindex(&self, trees: &store::Trees) -> Result<(), QueueError> {
+        let durable = sync::lock(&self.checkpoints).durable().clone();
+        let indexed = self.replay(trees, &durable)?;
+        self.rebuild(trees, &durable)?;
+        self.commit.set_indexed(indexed);
+        Ok(())
     }
 
     fn fifos(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<SinkQueue>>> {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::fifo::seq_of_key;
-use super::store::Trees;
+use super::store::{Store, Trees};
 use super::QueueError;
 use crate::sync;
 
@@ -32,7 +32,10 @@ impl Sequence {
         let mut next = on_disk.max(trees.db.generate_id()?);
         for tree in [&trees.pending, &trees.dead] {
             for entry in tree.iter().keys() {
-                next = next.max(seq_of_key(&entry?) + 1);
+                let key = entry?;
+                if !super::recover::is_checkpoint(&key) {
+                    next = next.max(seq_of_key(&key) + 1);
+                }
             }
         }
         let seq = Sequence {
@@ -51,13 +54,16 @@ impl Sequence {
         Ok(())
     }
 
-    /// The next number; extends the reservation when it runs out.
-    pub fn next(&self, trees: &Trees) -> Result<u64, QueueError> {
+    /// The next number; extends the reservation when it runs out, durably before the
+    /// number is used (once per million: messages are acknowledged before the index is
+    /// flushed, so a reservation must not wait for that flush).
+    pub fn next(&self, store: &Store, trees: &Trees) -> Result<u64, QueueError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut reserved = sync::lock(&self.reserved);
         if n >= *reserved {
             *reserved = n + BLOCK;
             trees.meta.insert(RESERVED_KEY, &reserved.to_be_bytes())?;
+            store.flush_trees(trees)?;
         }
         Ok(n)
     }

@@ -172,6 +172,11 @@ impl Store {
     /// Writes everything to disk: sled's log, then an `fdatasync` of it.
     pub fn flush(&self) -> Result<(), QueueError> {
         let trees = self.trees()?;
+        self.flush_trees(&trees)
+    }
+
+    /// [`Store::flush`] for a caller that holds the trees already.
+    pub fn flush_trees(&self, trees: &Trees) -> Result<(), QueueError> {
         self.check(trees.db.flush())?;
         // After a failed fdatasync the kernel may have dropped the dirty pages: only a
         // reopen (which rereads the log) tells what is on disk.

@@ -1,32 +1,27 @@
-//! Writing to the queue: inserting a request's messages (admission first), and the
-//! removals — acknowledged, dropped by policy — with their accounting.
+//! Writing to the queue: admitting a request's messages (the disk reserve, the
+//! `max_bytes` cap and its `when_full` policy) and handing them, encoded, to the group
+//! commit; and the removals — acknowledged, dropped by policy — with their accounting.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use outpost_pdk::Message;
 
+use super::commit::{Group, Lead, Prepared, Ticket};
 use super::record::{EnvelopeV2Ref, PayloadRef, RecordRef};
-use super::segments::SegmentRef;
 use super::store::Trees;
 use super::{Core, Queue, QueueError, SinkQueue, StoredMessage};
 
-/// Payloads up to this size stay in the sled record; larger ones go to a segment file.
+/// Payloads up to this size are kept inline in the index; larger ones are read from
+/// the journal when delivered.
 pub(super) const INLINE_MAX: usize = 256;
-
-/// What [`Queue::insert`] wrote, to be made durable by [`Queue::commit`].
-#[must_use = "inserted messages are not durable until committed"]
-pub struct Inserted {
-    pub(super) sinks: Vec<Arc<SinkQueue>>,
-    pub count: usize,
-}
 
 /// What one record occupies.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Size {
     /// Key, record and payload bytes: what health reports as waiting.
     pub logical: u64,
-    /// Payload bytes that stay on disk until a flush lets their segment go.
+    /// Payload bytes that stay on disk until a flush lets their file go.
     pub deferred: u64,
     /// What the record costs in sled's log, estimated: sled keeps about
     /// 160 B + 1.6 × (key + value) per record (measured on 0.34.7).
@@ -44,37 +39,34 @@ impl Size {
     }
 }
 
-/// A record ready to go in the batch.
-struct Prepared {
-    sink: Arc<SinkQueue>,
-    key: Vec<u8>,
-    value: Vec<u8>,
-    size: Size,
-    payload: u64,
-}
-
 impl Queue {
-    /// Writes `messages` in one atomic batch (not yet durable: see [`Queue::commit`]).
-    ///
-    /// Blocking (sled); call it off the reactor. Applies admission: the disk reserve,
-    /// then the `max_bytes` cap with the `when_full` policy.
-    pub fn insert(&self, messages: &[Message]) -> Result<Inserted, QueueError> {
+    /// Admits `messages` (one producer's request: all or nothing) and hands them to the
+    /// group commit; the ticket resolves once they are durable (per `queue.sync`) and
+    /// in their sinks' FIFOs. Blocking: the encoding, the admission, and the commit
+    /// itself when this thread leads it.
+    pub fn submit(&self, messages: &[Message]) -> Result<Ticket, QueueError> {
+        let (ticket, lead) = self.enqueue(messages)?;
+        if let Some(lead) = lead {
+            lead.run();
+        }
+        Ok(ticket)
+    }
+
+    /// [`Queue::submit`] for a caller that hands the ticket on before it leads the
+    /// commit (if it is to): the pipeline answers its producer's task first, then
+    /// commits for everyone waiting. Blocking.
+    pub fn enqueue(&self, messages: &[Message]) -> Result<(Ticket, Option<Lead>), QueueError> {
+        if messages.is_empty() {
+            return Ok((Ticket::done(), None));
+        }
         let core = &self.core;
         core.store.writable()?;
-        let trees = core.store.trees()?;
-        let mut appended = Vec::new();
-        let result = core.insert(&trees, messages, &mut appended);
-        if result.is_err() {
-            // Payloads written for a batch that was refused: no record points at them.
-            for r in &appended {
-                let _ = core.segments.release(r);
-            }
-        }
-        result
+        let group = core.admit(messages)?;
+        Ok(core.commit.enqueue(&self.core, group))
     }
 
     /// The sink acknowledged `message`: delete it. Blocking. Not flushed on its own: a
-    /// crash before the next flush re-delivers it (at-least-once), never loses it.
+    /// crash before the next checkpoint re-delivers it (at-least-once), never loses it.
     pub fn ack(&self, sink: &SinkQueue, message: &StoredMessage) -> Result<(), QueueError> {
         self.core.store.writable()?;
         let trees = self.core.store.trees()?;
@@ -84,121 +76,88 @@ impl Queue {
 }
 
 impl Core {
-    fn insert(
-        &self,
-        trees: &Trees,
-        messages: &[Message],
-        appended: &mut Vec<SegmentRef>,
-    ) -> Result<Inserted, QueueError> {
+    /// Encodes `messages` and admits them against the disk reserve and the cap (which
+    /// may drop the oldest messages); their bytes stay reserved until the group is
+    /// committed or fails.
+    fn admit(&self, messages: &[Message]) -> Result<Group, QueueError> {
         let needed: u64 = messages
             .iter()
             .map(|m| m.payload().len() as u64 + 200)
             .sum();
         self.admission.check_disk(needed)?;
+        let trees = self.store.trees()?;
         let now = crate::clock::now_ms();
+        let _admit = self.admission.lock();
         let mut prepared = Vec::with_capacity(messages.len());
         for message in messages {
-            prepared.push(self.prepare(trees, message, now, appended)?);
+            prepared.push(self.prepare(&trees, message, now)?);
         }
-        // The payloads were appended already: the segments count them.
         let index: u64 = prepared.iter().map(|p| p.size.index).sum();
-        let payloads: u64 = prepared.iter().map(|p| p.payload).sum();
-        let _admit = self.admission.lock();
-        self.make_room(trees, index, payloads)?;
-        self.apply(trees, &prepared)?;
+        let external: u64 = prepared
+            .iter()
+            .filter(|p| !p.inline)
+            .map(|p| p.payload_len as u64)
+            .sum();
+        self.make_room(&trees, index, external)?;
+        self.reserved.fetch_add(index + external, Ordering::Relaxed);
         self.admission.accepted();
-        let mut touched: Vec<Arc<SinkQueue>> = Vec::new();
-        for p in prepared {
-            self.account(&p.sink, p.size, true);
-            if !touched.iter().any(|s| Arc::ptr_eq(s, &p.sink)) {
-                touched.push(p.sink);
-            }
-        }
-        Ok(Inserted {
-            sinks: touched,
-            count: messages.len(),
+        Ok(Group {
+            first_seq: prepared[0].seq,
+            reserved: index + external,
+            messages: prepared,
         })
     }
 
-    /// Encodes one message (its payload appended to its sink's segment stream if large).
-    fn prepare(
-        &self,
-        trees: &Trees,
-        message: &Message,
-        now: u64,
-        appended: &mut Vec<SegmentRef>,
-    ) -> Result<Prepared, QueueError> {
+    /// Encodes one message: its key, and its record with the payload inline (the
+    /// journal frame's content).
+    fn prepare(&self, trees: &Trees, message: &Message, now: u64) -> Result<Prepared, QueueError> {
         let sink = self
             .sink(message.sink.as_str())
             .ok_or_else(|| QueueError::UnknownSink(message.sink.to_string()))?;
-        let seq = self.seq.next(trees)?;
-        let bytes = message.payload();
-        let payload = if bytes.len() > INLINE_MAX {
-            let r = self
-                .segments
-                .append(sink.name.as_str(), bytes)
-                .map_err(QueueError::Segment)?;
-            appended.push(r);
-            PayloadRef::Segment(r)
-        } else {
-            PayloadRef::Inline(bytes)
-        };
+        let seq = self.seq.next(&self.store, trees)?;
+        let payload = message.payload();
         let headers: Vec<(&str, &str)> = message
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let external = match payload {
-            PayloadRef::Segment(r) => u64::from(r.len),
-            PayloadRef::Inline(_) => 0,
-        };
-        let value = EnvelopeV2Ref(RecordRef {
+        let record = EnvelopeV2Ref(RecordRef {
             id: self.id(seq),
             enqueued_ms: now,
             content_type: message.effective_content_type(),
             topic: message.topic.as_deref(),
             key: message.key.as_deref(),
             headers: &headers,
-            payload,
+            payload: PayloadRef::Inline(payload),
         })
         .encode();
         let key = sink.key(seq);
+        let inline = payload.len() <= INLINE_MAX;
+        // The index record, estimated: this one for a small payload; for a large one, a
+        // reference (about 16 bytes) instead of the payload, which stays in the file.
+        let size = if inline {
+            Size::of(key.len(), record.len(), 0)
+        } else {
+            let external = payload.len() as u64;
+            Size::of(key.len(), record.len() - payload.len() + 16, external)
+        };
         Ok(Prepared {
-            size: Size::of(key.len(), value.len(), external),
             sink,
+            seq,
             key,
-            value,
-            payload: external,
+            record,
+            payload_len: payload.len(),
+            inline,
+            size,
         })
     }
 
-    /// Writes the records: one insert for one message (sled logs a batch twice), else
-    /// one atomic batch.
-    fn apply(&self, trees: &Trees, prepared: &[Prepared]) -> Result<(), QueueError> {
-        match prepared {
-            [] => Ok(()),
-            [one] => self.store.check(
-                trees
-                    .pending
-                    .insert(one.key.as_slice(), one.value.as_slice())
-                    .map(drop),
-            ),
-            many => {
-                let mut batch = sled::Batch::default();
-                for p in many {
-                    batch.insert(p.key.as_slice(), p.value.as_slice());
-                }
-                self.store.check(trees.pending.apply_batch(batch))
-            }
-        }
-    }
-
-    /// Applies `max_bytes` for `index` more bytes of records (their `payloads`, already
-    /// appended, are counted by the segments): refuses, or drops the oldest messages
-    /// (counted), per `when_full`. Called with the admission lock held.
-    fn make_room(&self, trees: &Trees, index: u64, payloads: u64) -> Result<(), QueueError> {
+    /// Applies `max_bytes` for `index` more bytes of records and `external` payload
+    /// bytes: refuses, or drops the oldest messages (counted), per `when_full`. Called
+    /// with the admission lock held.
+    fn make_room(&self, trees: &Trees, index: u64, external: u64) -> Result<(), QueueError> {
         let max = self.admission.max_bytes();
-        let needed = index + payloads;
+        let needed = index + external;
         let full = || {
             self.admission.refused();
             QueueError::Full { needed, max }
@@ -206,10 +165,10 @@ impl Core {
         if needed > max {
             return Err(full());
         }
-        // A dropped payload in a rotated segment counts as free already: its file goes
-        // only after the flush that makes the removal durable.
+        // A dropped payload in a rotated file counts as free already: its file goes
+        // only after the checkpoint that makes the removal durable.
         let mut freed = 0u64;
-        while self.usage().saturating_sub(freed) + index > max {
+        while self.usage().saturating_sub(freed) + needed > max {
             match self
                 .admission
                 .drop_oldest()
@@ -223,14 +182,16 @@ impl Core {
         Ok(())
     }
 
-    /// What the queue occupies against `max_bytes`: its records in sled and its
-    /// payload segment files.
+    /// What the queue occupies against `max_bytes`: its records in sled, its files, and
+    /// what groups not yet committed reserved.
     pub(super) fn usage(&self) -> u64 {
-        self.index_charge.load(Ordering::Relaxed) + self.segments.charged_bytes()
+        self.index_charge.load(Ordering::Relaxed)
+            + self.segments.charged_bytes()
+            + self.reserved.load(Ordering::Relaxed)
     }
 
     /// Removes the oldest pending message of any sink. Returns the bytes whose release
-    /// waits for a flush, or `None` if there was nothing to drop.
+    /// waits for a checkpoint, or `None` if there was nothing to drop.
     fn drop_oldest(&self, trees: &Trees) -> Result<Option<u64>, QueueError> {
         let fifos = self.fifos();
         let mut oldest: Option<(u64, &Arc<SinkQueue>, sled::IVec)> = None;
@@ -269,7 +230,7 @@ impl Core {
         Ok(Some(size))
     }
 
-    /// Releases the payload segment of a removed record; returns the record's size.
+    /// Releases the payload of a removed record; returns the record's size.
     pub(super) fn release(&self, key_len: usize, removed: &[u8]) -> Size {
         self.dirty.store(true, Ordering::Relaxed);
         let segment = super::read::segment_of(removed);

@@ -2,6 +2,7 @@
 //! ([`routes`]) that hands requests to the producer API ([`crate::ingest`]) and the
 //! operator API ([`crate::operator`]). What the handlers share is in [`crate::api`].
 
+mod listen;
 mod routes;
 
 use std::convert::Infallible;
@@ -15,7 +16,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use listen::{Accepted, ListenError, Listeners};
 
 use crate::api::{Api, ApiError, Body, ErrorCode};
 use crate::shutdown::Shutdown;
@@ -23,32 +26,18 @@ use crate::shutdown::Shutdown;
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves the API on `listener` until `shutdown`, then stops accepting and lets
+/// Serves the API on `listeners` until `shutdown`, then stops accepting and lets
 /// in-flight requests finish (up to 30 s).
-pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: Shutdown) {
+pub async fn serve(listeners: Listeners, api: Arc<Api>, mut shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+            accepted = listeners.accept() => match accepted {
+                Ok(Accepted::Tcp(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    // Per connection, so a reloaded timeout applies to the next ones.
-                    let mut builder = http1::Builder::new();
-                    builder
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(api.limits().header_read_timeout);
-                    let api = Arc::clone(&api);
-                    let service = service_fn(move |request| {
-                        let api = Arc::clone(&api);
-                        async move { Ok::<_, Infallible>(handle(&api, request).await) }
-                    });
-                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
+                    serve_connection(&graceful, &api, stream);
                 }
+                Ok(Accepted::Unix(stream)) => serve_connection(&graceful, &api, stream),
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -60,11 +49,34 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, mut shutdown: Shutdown)
             _ = shutdown.stopped() => break,
         }
     }
-    drop(listener);
+    drop(listeners);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("in-flight requests finished"),
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
+}
+
+/// Serves one connection (HTTP/1.1, keep-alive) in a task of its own.
+fn serve_connection<S>(graceful: &GracefulShutdown, api: &Arc<Api>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Per connection, so a reloaded timeout applies to the next ones.
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(api.limits().header_read_timeout);
+    let api = Arc::clone(api);
+    let service = service_fn(move |request| {
+        let api = Arc::clone(&api);
+        async move { Ok::<_, Infallible>(handle(&api, request).await) }
+    });
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
 }
 
 /// One request: routed, answered, counted, and reported as a monitoring point.

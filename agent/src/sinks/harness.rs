@@ -62,8 +62,12 @@ impl Harness {
     /// Queues `payloads` (one request) for sink `s`.
     pub async fn queue_more(&self, payloads: &[&str]) {
         let messages: Vec<Message> = payloads.iter().map(|p| Message::text("s", *p)).collect();
-        let inserted = self.queue.insert(&messages).unwrap();
-        self.queue.commit(inserted).await.unwrap();
+        self.queue
+            .submit(&messages)
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
     }
 
     /// The messages queued, as the loop reads them.

@@ -598,10 +598,7 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
         "agent RSS idle / peak",
         format!("{idle_rss:.1} MB / {:.1} MB", agent.peak_rss_mb()),
     );
-    r.add(
-        "group-commit flushes",
-        agent.health()["queue"]["flushes"].clone(),
-    );
+    r.add("group commits", agent.health()["queue"]["commits"].clone());
     r.print();
     agent.stop();
 }

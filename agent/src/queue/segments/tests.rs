@@ -15,7 +15,7 @@ fn append_read_release_collect_rebuild() {
     // Reopen: the old segment is kept while referenced, counted whole.
     drop(store);
     let store = SegmentStore::open(dir.path(), 1 << 20).unwrap();
-    store.rebuild([a, b]).unwrap();
+    store.rebuild([a, b], &Default::default()).unwrap();
     assert_eq!(store.files(), 1);
     assert_eq!(store.charged_bytes(), 1005);
     store.release(&a);
@@ -23,7 +23,7 @@ fn append_read_release_collect_rebuild() {
     store.release(&b);
     let emptied = store.emptied();
     assert_eq!(emptied, [a.segment]);
-    store.collect(emptied);
+    store.collect(emptied, |_| None);
     assert_eq!(store.files(), 0, "the emptied old segment is gone");
     assert_eq!(store.charged_bytes(), 0);
 
@@ -32,7 +32,7 @@ fn append_read_release_collect_rebuild() {
     store.sync().unwrap();
     drop(store);
     let store = SegmentStore::open(dir.path(), 1 << 20).unwrap();
-    store.rebuild([]).unwrap();
+    store.rebuild([], &Default::default()).unwrap();
     assert!(store.read(&c).is_err());
     assert_eq!(store.files(), 0);
 }
@@ -55,7 +55,7 @@ fn streams_rotate_on_their_own_and_release_in_order() {
     for r in &fast {
         store.release(r);
     }
-    store.collect(store.emptied());
+    store.collect(store.emptied(), |_| None);
     assert_eq!(store.files(), 4, "fast keeps its active segment only");
     // Charged: slow's two rotated files, its active live payload, nothing of fast.
     assert_eq!(store.charged_bytes(), 180);

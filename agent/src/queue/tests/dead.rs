@@ -8,10 +8,11 @@ use crate::queue::*;
 async fn dead_letter_moves_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
-    let ins = q
-        .insert(&[message("a", "bad"), message("a", "good")])
+    q.submit(&[message("a", "bad"), message("a", "good")])
+        .unwrap()
+        .durable()
+        .await
         .unwrap();
-    q.commit(ins).await.unwrap();
     let a = &q.sink("a").unwrap();
     let head = q.peek(a, &[], 1, usize::MAX).unwrap().messages.remove(0);
     q.dead_letter(a, &head, "400 Bad Request", Some(400))
@@ -34,15 +35,16 @@ async fn dead_letters_are_replayed_into_their_fifo_or_purged() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a", "b"]).unwrap();
     let big = "z".repeat(2000);
-    let ins = q
-        .insert(&[
-            message("a", "one"),
-            message("a", &big),
-            message("b", "three"),
-            message("a", "tail"),
-        ])
-        .unwrap();
-    q.commit(ins).await.unwrap();
+    q.submit(&[
+        message("a", "one"),
+        message("a", &big),
+        message("b", "three"),
+        message("a", "tail"),
+    ])
+    .unwrap()
+    .durable()
+    .await
+    .unwrap();
     let (a, b) = (&q.sink("a").unwrap(), &q.sink("b").unwrap());
     let refuse = |sink: &SinkQueue| {
         let m = q.peek(sink, &[], 1, usize::MAX).unwrap().messages.remove(0);

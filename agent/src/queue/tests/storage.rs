@@ -9,10 +9,11 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(dir.path(), &config(1 << 20, WhenFull::Reject), ["a"]).unwrap();
     let big = "b".repeat(1000);
-    let ins = q
-        .insert(&[message("a", "kept"), message("a", &big)])
+    q.submit(&[message("a", "kept"), message("a", &big)])
+        .unwrap()
+        .durable()
+        .await
         .unwrap();
-    q.commit(ins).await.unwrap();
     let head = q
         .peek(&q.sink("a").unwrap(), &[], 1, usize::MAX)
         .unwrap()
@@ -20,7 +21,7 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
         .remove(0);
 
     q.simulate_disk_failure();
-    let e = q.insert(&[message("a", "refused")]).err().expect("refused");
+    let e = q.submit(&[message("a", "refused")]).err().expect("refused");
     assert!(e.is_out_of_space(), "{e}");
     assert!(
         q.ack(&q.sink("a").unwrap(), &head).is_err(),
@@ -37,8 +38,11 @@ async fn a_failed_database_refuses_writes_as_out_of_space_and_recovers_by_reopen
         "everything committed is there"
     );
     assert_eq!(q.stats().depth, 2, "counters rebuilt");
-    let ins = q.insert(&[message("a", "after")]).unwrap();
-    q.commit(ins).await.unwrap();
+    q.submit(&[message("a", "after")])
+        .unwrap()
+        .durable()
+        .await
+        .unwrap();
     let ids: Vec<_> = q
         .peek(&q.sink("a").unwrap(), &[], 10, usize::MAX)
         .unwrap()
@@ -58,8 +62,7 @@ async fn compaction_keeps_every_record_and_gives_space_back() {
         let messages: Vec<_> = (0..500)
             .map(|i| message("a", &format!("{chunk}-{i}-{}", "p".repeat(100))))
             .collect();
-        let ins = q.insert(&messages).unwrap();
-        q.commit(ins).await.unwrap();
+        q.submit(&messages).unwrap().durable().await.unwrap();
     }
     let head: Vec<_> = q.peek(a, &[], 19_990, usize::MAX).unwrap().messages;
     for m in &head {
@@ -84,8 +87,11 @@ async fn compaction_keeps_every_record_and_gives_space_back() {
     assert_eq!(a.depth(), 9);
     assert_eq!(a.dead_letters(), 1);
     assert_eq!(kv.get("state").unwrap().as_deref(), Some(&b"kept"[..]));
-    let ins = q.insert(&[message("a", "new")]).unwrap();
-    q.commit(ins).await.unwrap();
+    q.submit(&[message("a", "new")])
+        .unwrap()
+        .durable()
+        .await
+        .unwrap();
     let ids: Vec<_> = q
         .peek(a, &[], 20, usize::MAX)
         .unwrap()
@@ -108,7 +114,7 @@ async fn the_disk_reserve_refuses_new_work() {
     let mut c = config(1 << 20, WhenFull::Reject);
     c.min_free_bytes = Some(u64::MAX / 2);
     let q = Queue::open(dir.path(), &c, ["a"]).unwrap();
-    let e = q.insert(&[message("a", "x")]).err().expect("refused");
+    let e = q.submit(&[message("a", "x")]).err().expect("refused");
     assert!(
         matches!(e, QueueError::DiskFull { .. }) && e.is_out_of_space(),
         "{e}"
