@@ -27,7 +27,7 @@ measure() { # measure TRIPLE
     armv7-unknown-linux-gnueabihf) qemu=qemu-arm sysroot=/usr/arm-linux-gnueabihf ;;
     *) echo "unsupported target $triple" >&2; exit 2 ;;
     esac
-    bin=target/cross/$triple/release/outpost
+    bin=target/cross/$triple/$triple/release/outpost
     [ -x "$bin" ] || cross/build.sh "$triple" >&2
     dir=$(mktemp -d)
     mkdir -p "$dir/plugins" "$dir/data"

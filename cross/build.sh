@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Docker-free ARM release build of the agent (the same binary `cross` builds with
-# Docker), into target/cross/<triple>/release/outpost — where the ARM end-to-end tests,
+# Docker), into target/cross/<triple>/<triple>/release/outpost — where the ARM end-to-end tests,
 # the ARM unit tests in CI and cross/package.sh find it too.
 #
 #   cross/build.sh                                   # aarch64-unknown-linux-gnu

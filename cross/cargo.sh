@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Runs cargo for an ARM target the docker-free way (Debian's cross gcc as linker,
-# qemu-user as runner: .cargo/config.toml), in target/cross — the one cross target dir
+# qemu-user as runner: .cargo/config.toml), in target/cross/TRIPLE — the target dir
 # that the builds, the ARM end-to-end tests, the ARM unit tests in CI and
-# cross/package.sh share.
+# cross/package.sh share for that target. Binaries land in
+# target/cross/TRIPLE/TRIPLE/PROFILE/.
+#
+# One target dir per triple, not one for both: the armv7 build sets RUSTC_BOOTSTRAP
+# (below), which proc-macro2's and anyhow's build scripts watch, so in a shared dir the
+# two targets' builds kept invalidating each other's host proc-macros and rebuilt
+# nearly every crate on each switch.
 #
 #   cross/cargo.sh TRIPLE SUBCOMMAND [ARGS...]
 #   cross/cargo.sh armv7-unknown-linux-gnueabihf test --release -p outpost --lib
@@ -35,4 +41,4 @@ if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$triple/lib" ]; then
     extra=(-Zbuild-std)
 fi
 unset CARGO_TARGET_DIR CARGO_ENCODED_RUSTFLAGS
-exec cargo "$sub" --target "$triple" --target-dir target/cross "${extra[@]}" "$@"
+exec cargo "$sub" --target "$triple" --target-dir "target/cross/$triple" "${extra[@]}" "$@"

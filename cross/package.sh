@@ -5,7 +5,8 @@
 #
 #   cross/package.sh BINARY [TRIPLE]
 #   cross/package.sh target/release/outpost
-#   cross/package.sh target/cross/aarch64-unknown-linux-gnu/release/outpost aarch64-unknown-linux-gnu
+#   cross/package.sh target/cross/aarch64-unknown-linux-gnu/aarch64-unknown-linux-gnu/release/outpost \
+#       aarch64-unknown-linux-gnu
 #
 # The package goes to debian/ beside the binary. It holds the binary (/usr/bin), the
 # systemd unit (enabled, not started, on install), the small-gateway config as a

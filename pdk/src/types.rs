@@ -217,6 +217,12 @@ pub struct Message {
     /// Extra headers (HTTP) or user properties (MQTT v5).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// The idempotency key receivers de-duplicate by (`Idempotency-Key`, the MQTT 5
+    /// `idempotency-key` property, the AMQP `message_id`, a Redis field). Default: the
+    /// agent's id of the message. A message from a source gets the source's id of it
+    /// (a stream entry's id, an AMQP `message_id`), so a redelivery keeps its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl Message {
@@ -241,6 +247,7 @@ impl Message {
             topic: None,
             key: None,
             headers: BTreeMap::new(),
+            id: None,
         }
     }
 

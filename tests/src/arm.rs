@@ -39,14 +39,14 @@ pub const ARMV7: ArmTarget = ArmTarget {
     e_machine: 40,
 };
 
-/// Where cross builds go (their own target dir: the test run holds the main one's
-/// lock). `.ci/run` packages and unit-tests from the same builds.
-///
 /// The profile the ARM builds of the test suite use: `qemu` (release optimisation,
 /// no whole-program LTO), whose compiled dependencies the ARM unit tests in CI share.
 pub const PROFILE: &str = "qemu";
-pub fn target_dir() -> PathBuf {
-    workspace().join("target").join("cross")
+
+/// Where cross builds for `triple` go (cross/cargo.sh; not the main target dir: the
+/// test run holds its lock). `.ci/run` packages and unit-tests from the same builds.
+pub fn target_dir(triple: &str) -> PathBuf {
+    workspace().join("target").join("cross").join(triple)
 }
 
 fn workspace() -> PathBuf {
@@ -89,7 +89,10 @@ impl ArmTarget {
             self.triple,
             began.elapsed().as_secs_f64()
         );
-        let bin = target_dir().join(self.triple).join(PROFILE).join("outpost");
+        let bin = target_dir(self.triple)
+            .join(self.triple)
+            .join(PROFILE)
+            .join("outpost");
         let elf = std::fs::read(&bin).unwrap();
         assert_eq!(&elf[..4], b"\x7fELF");
         assert_eq!(

@@ -24,7 +24,7 @@ pub use timers::start_timers;
 
 use crate::config::TopicTemplates;
 use crate::plugin::{LoadedPlugin, PluginError, PluginHost, SendingInput};
-use crate::queue::{Lead, Queue, QueueError, Ticket};
+use crate::queue::{Queue, QueueError};
 use crate::sync;
 
 /// Why a job was not done. Nothing of it was queued.
@@ -134,8 +134,17 @@ impl Pipeline {
         let (queue, set) = (Arc::clone(&self.queue), self.set());
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            let (result, lead) = match produce_and_enqueue(&queue, &set, job) {
-                Ok((ticket, accepted, lead)) => (Ok((ticket, accepted)), lead),
+            let (result, lead) = match produce(&set, job) {
+                Ok((messages, events)) => match queue.enqueue(&messages) {
+                    Ok((ticket, lead)) => {
+                        let accepted = Accepted {
+                            events,
+                            messages: messages.len(),
+                        };
+                        (Ok((ticket, accepted)), lead)
+                    }
+                    Err(e) => (Err(e.into()), None),
+                },
                 Err(e) => (Err(e), None),
             };
             let _ = tx.send(result);
@@ -146,6 +155,55 @@ impl Pipeline {
         let (ticket, accepted) = rx.await.map_err(|_| PipelineError::Lost)??;
         ticket.durable().await?;
         Ok(accepted)
+    }
+
+    /// Runs a source's batch: each job in order, as [`Pipeline::run`] would, in one
+    /// blocking task (one commit covers them all). `id`: the source's id of the job's
+    /// message, its messages' idempotency key. Returns each job's fate, in order, up to
+    /// the first that failed for another reason than its plugin (the queue is full, …):
+    /// the jobs after it are not tried, so a source keeps its order.
+    pub async fn run_batch(
+        &self,
+        jobs: Vec<(Job, Option<String>)>,
+    ) -> Vec<Result<(), PipelineError>> {
+        let (queue, set) = (Arc::clone(&self.queue), self.set());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let mut tried = Vec::with_capacity(jobs.len());
+            let mut lead = None;
+            for (job, id) in jobs {
+                let admitted = produce(&set, job).and_then(|(mut messages, _)| {
+                    stamp_ids(&mut messages, id.as_deref());
+                    Ok(queue.enqueue(&messages)?)
+                });
+                match admitted {
+                    Ok((ticket, l)) => {
+                        tried.push(Ok(ticket));
+                        lead = lead.or(l);
+                    }
+                    Err(e @ PipelineError::Plugin(_)) => tried.push(Err(e)),
+                    Err(e) => {
+                        tried.push(Err(e));
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(tried);
+            if let Some(lead) = lead {
+                lead.run();
+            }
+        });
+        let Ok(tried) = rx.await else {
+            return vec![Err(PipelineError::Lost)];
+        };
+        let mut results = Vec::with_capacity(tried.len());
+        for t in tried {
+            results.push(match t {
+                Ok(ticket) => ticket.durable().await.map_err(PipelineError::from),
+                Err(e) => Err(e),
+            });
+        }
+        results
     }
 
     /// [`Pipeline::run`] for producers that have no one to answer (timers, monitoring):
@@ -177,12 +235,9 @@ impl Pipeline {
     }
 }
 
-/// The plugin calls and the admission of their messages: blocking.
-fn produce_and_enqueue(
-    queue: &Queue,
-    set: &PluginSet,
-    job: Job,
-) -> Result<(Ticket, Accepted, Option<Lead>), PipelineError> {
+/// The plugin calls of `job`: the messages to queue, and how many events it carried.
+/// Blocking.
+fn produce(set: &PluginSet, job: Job) -> Result<(Vec<Message>, usize), PipelineError> {
     let plugins = &set.plugins;
     let (mut messages, handler_id, events): (Vec<Message>, Option<String>, usize) = match job {
         Job::Sending { event, target } => {
@@ -208,12 +263,40 @@ fn produce_and_enqueue(
         }
     };
     set.topics.stamp(&mut messages, handler_id.as_deref());
-    let (ticket, lead) = queue.enqueue(&messages)?;
-    let accepted = Accepted {
-        events,
-        messages: messages.len(),
-    };
-    Ok((ticket, accepted, lead))
+    Ok((messages, events))
+}
+
+/// Gives the messages made from a source's message `id` their idempotency keys: the
+/// id itself for a single message, `<id>#<n>` for the n-th of several (stable across
+/// redeliveries: a plugin makes the same messages of the same input). A key a plugin
+/// chose stays.
+fn stamp_ids(messages: &mut [Message], id: Option<&str>) {
+    let Some(id) = id.map(safe_key) else { return };
+    let several = messages.len() > 1;
+    for (n, m) in messages.iter_mut().enumerate() {
+        if m.id.is_none() {
+            m.id = Some(if several {
+                format!("{id}#{n}")
+            } else {
+                id.to_owned()
+            });
+        }
+    }
+}
+
+/// A source's id as an idempotency key: as it is if it is short and plain (it goes
+/// into HTTP headers and comma-separated lists), else a digest of it (as stable).
+fn safe_key(id: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"._:/@+=-".contains(&b);
+    if !id.is_empty() && id.len() <= 128 && id.bytes().all(plain) {
+        return id.to_owned();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+    let hex: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
 }
 
 /// The plugin called `name`, if it takes `callback`.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::read::{segment_of, Unreadable};
-use super::record::{DeadLetterV1, DeadLetterV2, Envelope, MessageId, Payload, RecordV1, RecordV2};
+use super::record::{DeadLetterV3, Envelope, MessageId, Payload, RecordV3};
 use super::store::Trees;
 use super::write::{Size, INLINE_MAX};
 use super::{Core, Queue, QueueError, SinkQueue, StoredMessage};
@@ -50,7 +50,7 @@ struct Entry {
     failed_ms: u64,
     reason: String,
     status: Option<u16>,
-    record: RecordV2,
+    record: RecordV3,
 }
 
 impl Queue {
@@ -74,17 +74,18 @@ impl Queue {
         } else {
             Payload::Inline(message.payload.to_vec())
         };
-        let record = Envelope::DeadV2(DeadLetterV2 {
+        let record = Envelope::DeadV3(DeadLetterV3 {
             reason: reason.to_string(),
             status,
             failed_ms: crate::clock::now_ms(),
-            record: RecordV2 {
+            record: RecordV3 {
                 id: message.id,
                 enqueued_ms: message.enqueued_ms,
                 content_type: message.content_type.clone(),
                 topic: message.topic.clone(),
                 key: message.key_.clone(),
                 headers: message.headers.clone(),
+                idempotency: message.idempotency.clone(),
                 payload,
             },
         })
@@ -213,7 +214,7 @@ impl Core {
         let mut record = entry.record;
         record.enqueued_ms = crate::clock::now_ms();
         let key = sink.key(self.seq.next(&self.store, trees)?);
-        let value = Envelope::V2(record).encode();
+        let value = Envelope::V3(record).encode();
         let removed = self.store.move_record(
             (&trees.dead, entry.key.as_ref()),
             (&trees.pending, key.as_slice()),
@@ -284,22 +285,28 @@ impl Core {
     }
 }
 
-/// Any record of the dead tree as an [`Entry`]: dead letters of both versions, and
+/// Any record of the dead tree as an [`Entry`]: dead letters of every version, and
 /// pending records parked there because they could not be read.
 fn decode_dead(key: sled::IVec, value: &[u8]) -> Entry {
     let sink = super::fifo::sink_name_of_key(&key);
-    let unreadable = |record: RecordV2, reason: &str| (0, reason.to_owned(), None, record);
     let (failed_ms, reason, status, record) = match Envelope::decode(value) {
-        Ok(Envelope::DeadV2(d)) => (d.failed_ms, d.reason, d.status, d.record),
-        Ok(Envelope::DeadV1(DeadLetterV1 {
-            reason,
-            failed_ms,
-            record,
-        })) => (failed_ms, reason, None, v2(record)),
-        Ok(Envelope::V1(r)) => unreadable(v2(r), "unreadable"),
-        Ok(Envelope::V2(r)) => unreadable(r, "payload unreadable"),
-        Err(e) => unreadable(
-            RecordV2 {
+        Ok(envelope @ (Envelope::DeadV1(_) | Envelope::DeadV2(_) | Envelope::DeadV3(_))) => {
+            let d = envelope.into_dead().expect("a dead letter");
+            (d.failed_ms, d.reason, d.status, d.record)
+        }
+        Ok(envelope) => {
+            let reason = match &envelope {
+                Envelope::V1(_) => "unreadable",
+                _ => "payload unreadable",
+            };
+            let record = envelope.into_pending().expect("a pending record");
+            (0, reason.to_owned(), None, record)
+        }
+        Err(e) => (
+            0,
+            format!("record cannot be decoded: {e}"),
+            None,
+            RecordV3 {
                 id: MessageId {
                     epoch: 0,
                     seq: super::fifo::seq_of_key(&key),
@@ -309,9 +316,9 @@ fn decode_dead(key: sled::IVec, value: &[u8]) -> Entry {
                 topic: None,
                 key: None,
                 headers: Vec::new(),
+                idempotency: None,
                 payload: Payload::Inline(value.to_vec()),
             },
-            &format!("record cannot be decoded: {e}"),
         ),
     };
     Entry {
@@ -321,17 +328,5 @@ fn decode_dead(key: sled::IVec, value: &[u8]) -> Entry {
         reason,
         status,
         record,
-    }
-}
-
-fn v2(r: RecordV1) -> RecordV2 {
-    RecordV2 {
-        id: r.id,
-        enqueued_ms: r.enqueued_ms,
-        content_type: r.content_type,
-        topic: r.topic,
-        key: r.key,
-        headers: r.headers,
-        payload: Payload::Inline(r.payload),
     }
 }

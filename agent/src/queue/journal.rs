@@ -12,7 +12,7 @@
 //! body = group: u64 LE | parts: u32 LE | key length: u16 LE | key | record
 //! ```
 //!
-//! `record` is the message's record (`Envelope::V2`) with its payload inline, which is
+//! `record` is the message's record (`Envelope::V3`) with its payload inline, which is
 //! its last field: a large payload's bytes are the frame's last bytes, and the index
 //! points at them there. `group` is the first sequence number of the producer's
 //! request and `parts` the number of messages it made, over all sinks: a request is
@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use super::record::{Envelope, Payload, RecordV2};
+use super::record::{Envelope, Payload};
 use super::segments::SegmentRef;
 
 const MAGIC: u8 = 0xA5;
@@ -140,12 +140,9 @@ fn read_one(segment: u64, bytes: &[u8], at: usize, inline_max: usize) -> Option<
     let key_len = u16::from_le_bytes(body[12..14].try_into().ok()?) as usize;
     let key = body.get(BODY_HEADER..BODY_HEADER + key_len)?.to_vec();
     let record = body.get(BODY_HEADER + key_len..)?;
-    let payload_len = match Envelope::decode(record).ok()? {
-        Envelope::V2(RecordV2 {
-            payload: Payload::Inline(p),
-            ..
-        }) => p.len(),
-        _ => return None,
+    let payload_len = match Envelope::decode(record).ok()?.into_pending()?.payload {
+        Payload::Inline(p) => p.len(),
+        Payload::Segment(_) => return None,
     };
     let frame_len = HEADER + body_len;
     let start = Position {
@@ -182,16 +179,17 @@ pub(super) fn whole_groups(frames: Vec<Frame>) -> Vec<Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::record::{EnvelopeV2Ref, MessageId, PayloadRef, RecordRef};
+    use crate::queue::record::{EnvelopeRef, MessageId, PayloadRef, RecordRef};
 
     fn record(payload: &[u8]) -> Vec<u8> {
-        EnvelopeV2Ref(RecordRef {
+        EnvelopeRef(RecordRef {
             id: MessageId { epoch: 7, seq: 42 },
             enqueued_ms: 1000,
             content_type: "application/json",
             topic: Some("t"),
             key: None,
             headers: &[("h", "v")],
+            idempotency: Some("1700000000000-0"),
             payload: PayloadRef::Inline(payload),
         })
         .encode()
@@ -210,9 +208,10 @@ mod tests {
         assert_eq!(frames[0].value, record(b"{}"), "small: the record as it is");
         // The index value of the large one is the record with the payload's place in
         // the file instead of the payload.
-        let Ok(Envelope::V2(indexed)) = Envelope::decode(&frames[1].value) else {
-            panic!("not a V2 record");
+        let Ok(Envelope::V3(indexed)) = Envelope::decode(&frames[1].value) else {
+            panic!("not a V3 record");
         };
+        assert_eq!(indexed.idempotency.as_deref(), Some("1700000000000-0"));
         let Payload::Segment(r) = indexed.payload else {
             panic!("not in the file: {:?}", indexed.payload);
         };

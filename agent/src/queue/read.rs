@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::record::{Envelope, MessageId, Payload, RecordV1, RecordV2};
+use super::record::{Envelope, MessageId, Payload, RecordV3};
 use super::segments::SegmentRef;
 use super::{Queue, QueueError, SinkQueue};
 
@@ -18,7 +18,21 @@ pub struct StoredMessage {
     pub topic: Option<String>,
     pub key_: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// The idempotency key its source or plugin chose, if any (see
+    /// [`StoredMessage::idempotency_key`]).
+    pub idempotency: Option<String>,
     pub payload: Bytes,
+}
+
+impl StoredMessage {
+    /// What receivers de-duplicate by: the key its source or plugin chose, else the
+    /// message id. Stable across redeliveries.
+    pub fn idempotency_key(&self) -> std::borrow::Cow<'_, str> {
+        match &self.idempotency {
+            Some(key) => std::borrow::Cow::Borrowed(key),
+            None => std::borrow::Cow::Owned(self.id.to_string()),
+        }
+    }
 }
 
 /// The head of a FIFO: what could be read, and the records that could not (to be
@@ -85,26 +99,19 @@ impl Queue {
             key: format!("{key:?}"),
             message,
         };
-        match Envelope::decode(value) {
-            Ok(Envelope::V1(r)) => Ok(stored(key, r)),
-            Ok(Envelope::V2(mut r)) => {
-                let payload = match std::mem::replace(&mut r.payload, Payload::Inline(Vec::new())) {
-                    Payload::Inline(bytes) => bytes,
-                    Payload::Segment(s) => {
-                        self.core.segments.read(&s).map_err(QueueError::Segment)?
-                    }
-                };
-                Ok(stored(key, r.with_payload(payload)))
-            }
-            Ok(Envelope::DeadV1(_) | Envelope::DeadV2(_)) => {
-                Err(corrupt("a dead letter among the pending messages".into()))
-            }
-            Err(e) => Err(corrupt(e.to_string())),
-        }
+        let envelope = Envelope::decode(value).map_err(|e| corrupt(e.to_string()))?;
+        let Some(mut record) = envelope.into_pending() else {
+            return Err(corrupt("a dead letter among the pending messages".into()));
+        };
+        let payload = match std::mem::replace(&mut record.payload, Payload::Inline(Vec::new())) {
+            Payload::Inline(bytes) => bytes,
+            Payload::Segment(s) => self.core.segments.read(&s).map_err(QueueError::Segment)?,
+        };
+        Ok(stored(key, record, payload))
     }
 }
 
-fn stored(key: sled::IVec, record: RecordV1) -> StoredMessage {
+fn stored(key: sled::IVec, record: RecordV3, payload: Vec<u8>) -> StoredMessage {
     StoredMessage {
         key,
         id: record.id,
@@ -113,21 +120,23 @@ fn stored(key: sled::IVec, record: RecordV1) -> StoredMessage {
         topic: record.topic,
         key_: record.key,
         headers: record.headers,
-        payload: Bytes::from(record.payload),
+        idempotency: record.idempotency,
+        payload: Bytes::from(payload),
     }
 }
 
 /// The payload segment a record (pending or dead) points at, if any.
 pub(super) fn segment_of(value: &[u8]) -> Option<SegmentRef> {
-    match Envelope::decode(value) {
-        Ok(Envelope::V2(RecordV2 {
-            payload: Payload::Segment(r),
-            ..
-        })) => Some(r),
-        Ok(Envelope::DeadV2(d)) => match d.record.payload {
-            Payload::Segment(r) => Some(r),
-            Payload::Inline(_) => None,
-        },
-        _ => None,
+    let envelope = Envelope::decode(value).ok()?;
+    let payload = match envelope {
+        Envelope::V2(r) => r.payload,
+        Envelope::V3(r) => r.payload,
+        Envelope::DeadV2(d) => d.record.payload,
+        Envelope::DeadV3(d) => d.record.payload,
+        Envelope::V1(_) | Envelope::DeadV1(_) => return None,
+    };
+    match payload {
+        Payload::Segment(r) => Some(r),
+        Payload::Inline(_) => None,
     }
 }

@@ -50,6 +50,96 @@ pub enum Envelope {
     /// A message its sink refused, whose payload may live in a segment file (the
     /// dead-letter stream), with the HTTP status if there was one.
     DeadV2(DeadLetterV2),
+    /// A queued message with the idempotency key its source or plugin chose.
+    V3(RecordV3),
+    /// A dead letter of a `V3` record.
+    DeadV3(DeadLetterV3),
+}
+
+/// A queued message, version 3: version 2 and the idempotency key its source or plugin
+/// chose (`None`: the message id). The payload stays the last field: the journal's
+/// index records rely on it (`journal::index_value`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordV3 {
+    pub id: MessageId,
+    pub enqueued_ms: u64,
+    pub content_type: String,
+    pub topic: Option<String>,
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub idempotency: Option<String>,
+    pub payload: Payload,
+}
+
+/// A dead letter of a version 3 record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterV3 {
+    pub reason: String,
+    pub status: Option<u16>,
+    pub failed_ms: u64,
+    pub record: RecordV3,
+}
+
+impl From<RecordV2> for RecordV3 {
+    fn from(r: RecordV2) -> Self {
+        RecordV3 {
+            id: r.id,
+            enqueued_ms: r.enqueued_ms,
+            content_type: r.content_type,
+            topic: r.topic,
+            key: r.key,
+            headers: r.headers,
+            idempotency: None,
+            payload: r.payload,
+        }
+    }
+}
+
+impl From<RecordV1> for RecordV3 {
+    fn from(r: RecordV1) -> Self {
+        RecordV3 {
+            id: r.id,
+            enqueued_ms: r.enqueued_ms,
+            content_type: r.content_type,
+            topic: r.topic,
+            key: r.key,
+            headers: r.headers,
+            idempotency: None,
+            payload: Payload::Inline(r.payload),
+        }
+    }
+}
+
+impl Envelope {
+    /// A pending record, of any version, as the current one.
+    pub fn into_pending(self) -> Option<RecordV3> {
+        match self {
+            Envelope::V1(r) => Some(r.into()),
+            Envelope::V2(r) => Some(r.into()),
+            Envelope::V3(r) => Some(r),
+            Envelope::DeadV1(_) | Envelope::DeadV2(_) | Envelope::DeadV3(_) => None,
+        }
+    }
+
+    /// A dead letter, of any version, as the current one.
+    pub fn into_dead(self) -> Option<DeadLetterV3> {
+        match self {
+            Envelope::DeadV1(d) => Some(DeadLetterV3 {
+                reason: d.reason,
+                status: None,
+                failed_ms: d.failed_ms,
+                record: d.record.into(),
+            }),
+            Envelope::DeadV2(d) => Some(DeadLetterV3 {
+                reason: d.reason,
+                status: d.status,
+                failed_ms: d.failed_ms,
+                record: d.record.into(),
+            }),
+            Envelope::DeadV3(d) => Some(d),
+            Envelope::V1(_) | Envelope::V2(_) | Envelope::V3(_) => None,
+        }
+    }
 }
 
 /// A dead letter, version 2: no payload copy in the database.
@@ -117,10 +207,10 @@ pub struct DeadLetterV1 {
     pub record: RecordV1,
 }
 
-/// Borrowed twin of `Envelope::V2(RecordV2)` for the write path: encoding straight from
-/// the plugin's output copies an inline payload once. Must stay byte-compatible with
-/// `Envelope` (checked by the golden test).
-pub(crate) struct EnvelopeV2Ref<'a>(pub RecordRef<'a>);
+/// Borrowed twin of `Envelope::V3(RecordV3)` for the write path: encoding straight from
+/// the plugin's output copies the payload once. Must stay byte-compatible with
+/// `Envelope` (checked by the tests).
+pub(crate) struct EnvelopeRef<'a>(pub RecordRef<'a>);
 
 #[derive(Serialize)]
 pub(crate) struct RecordRef<'a> {
@@ -130,6 +220,7 @@ pub(crate) struct RecordRef<'a> {
     pub topic: Option<&'a str>,
     pub key: Option<&'a str>,
     pub headers: &'a [(&'a str, &'a str)],
+    pub idempotency: Option<&'a str>,
     pub payload: PayloadRef<'a>,
 }
 
@@ -141,10 +232,10 @@ pub(crate) enum PayloadRef<'a> {
     Inline(&'a [u8]),
 }
 
-impl Serialize for EnvelopeV2Ref<'_> {
+impl Serialize for EnvelopeRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Variant index 2 of `Envelope`.
-        s.serialize_newtype_variant("Envelope", 2, "V2", &self.0)
+        // Variant index 4 of `Envelope`.
+        s.serialize_newtype_variant("Envelope", 4, "V3", &self.0)
     }
 }
 
@@ -158,7 +249,7 @@ impl Envelope {
     }
 }
 
-impl EnvelopeV2Ref<'_> {
+impl EnvelopeRef<'_> {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
     }
@@ -237,22 +328,40 @@ mod tests {
     fn borrowed_encoding_matches_owned() {
         let r = sample();
         let headers = [("h", "v")];
-        let borrowed = |payload| {
-            EnvelopeV2Ref(RecordRef {
+        let borrowed = |idempotency| {
+            EnvelopeRef(RecordRef {
                 id: r.id,
                 enqueued_ms: r.enqueued_ms,
                 content_type: &r.content_type,
                 topic: None,
                 key: Some("k"),
                 headers: &headers,
-                payload,
+                idempotency,
+                payload: PayloadRef::Inline(b"{}"),
             })
             .encode()
         };
-        assert_eq!(
-            borrowed(PayloadRef::Inline(b"{}")),
-            Envelope::V2(sample_v2(Payload::Inline(b"{}".to_vec()))).encode()
-        );
+        let owned = |idempotency: Option<&str>| {
+            let mut v3 = RecordV3::from(sample_v2(Payload::Inline(b"{}".to_vec())));
+            v3.idempotency = idempotency.map(str::to_owned);
+            Envelope::V3(v3).encode()
+        };
+        assert_eq!(borrowed(None), owned(None));
+        assert_eq!(borrowed(Some("1700-0")), owned(Some("1700-0")));
+        assert_eq!(borrowed(None)[0], 4, "Envelope::V3");
+    }
+
+    #[test]
+    fn older_records_read_as_the_current_version() {
+        let v1 = Envelope::V1(sample()).into_pending().unwrap();
+        assert_eq!(v1.payload, Payload::Inline(b"{}".to_vec()));
+        assert_eq!(v1.idempotency, None);
+        let dead = Envelope::DeadV1(DeadLetterV1 {
+            reason: "r".into(),
+            failed_ms: 1,
+            record: sample(),
+        });
+        assert_eq!(dead.into_dead().unwrap().status, None);
     }
 
     #[test]

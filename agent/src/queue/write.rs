@@ -8,7 +8,7 @@ use std::sync::Arc;
 use outpost_pdk::Message;
 
 use super::commit::{Group, Lead, Prepared, Ticket};
-use super::record::{EnvelopeV2Ref, PayloadRef, RecordRef};
+use super::record::{EnvelopeRef, PayloadRef, RecordRef};
 use super::store::Trees;
 use super::{Core, Queue, QueueError, SinkQueue, StoredMessage};
 
@@ -121,13 +121,14 @@ impl Core {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let record = EnvelopeV2Ref(RecordRef {
+        let record = EnvelopeRef(RecordRef {
             id: self.id(seq),
             enqueued_ms: now,
             content_type: message.effective_content_type(),
             topic: message.topic.as_deref(),
             key: message.key.as_deref(),
             headers: &headers,
+            idempotency: message.id.as_deref(),
             payload: PayloadRef::Inline(payload),
         })
         .encode();

@@ -54,7 +54,7 @@ fn line(message: &StoredMessage) -> Vec<u8> {
         _ => Payload::Text(String::from_utf8_lossy(&message.payload)),
     };
     let mut out = serde_json::to_vec(&Line {
-        id: message.id.to_string(),
+        id: message.idempotency_key().into_owned(),
         enqueued_ms: message.enqueued_ms,
         content_type: &message.content_type,
         topic: message.topic.as_deref(),

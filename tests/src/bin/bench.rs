@@ -38,6 +38,7 @@ fn main() {
         "disk",
         "http-small",
         "http-10",
+        "small",
         "mqtt-16",
         "mqtt-delay",
         "mqtt-drain",
@@ -69,6 +70,8 @@ fn main() {
             "disk" => disk_bounded(),
             "http-small" => http_small(1, 30_000),
             "http-10" => http_small(10, 10_000),
+            "small" => small_matrix(false),
+            "small-before" => small_matrix(true),
             "mqtt-16" => mqtt_default_window(),
             "mqtt-delay" => mqtt_delay(),
             "mqtt-drain" => mqtt_drain(),
@@ -114,6 +117,8 @@ fn agent_binary() -> PathBuf {
 struct Agent {
     child: Child,
     addr: SocketAddr,
+    /// Its Unix socket, when the config asks for one (`listen_unix = "{SOCKET}"`).
+    socket: PathBuf,
     data: PathBuf,
     /// Spawn to the first answer of `/v1/health`.
     started_in: Duration,
@@ -131,8 +136,10 @@ impl Agent {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let data = dir.path().join("data");
+        let socket = dir.path().join("agent.sock");
         let text = config
             .replace("{LISTEN}", &addr.to_string())
+            .replace("{SOCKET}", &socket.display().to_string())
             .replace("{DATA}", &data.display().to_string())
             .replace("{PLUGINS}", &plugins_dir().display().to_string());
         let path = dir.path().join("outpost.toml");
@@ -154,6 +161,7 @@ impl Agent {
         Agent {
             child,
             addr,
+            socket,
             data,
             started_in: began.elapsed(),
             dir,
@@ -232,15 +240,60 @@ fn dir_bytes(path: &Path) -> u64 {
 
 // ---------------------------------------------------------------- HTTP client
 
+/// Where the load goes: the agent's TCP address, or its Unix socket.
+#[derive(Debug, Clone)]
+enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// A connection to a [`Target`].
+enum Stream {
+    Tcp(TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
 /// A keep-alive HTTP/1.1 connection.
 struct Conn {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Stream>,
 }
 
 impl Conn {
-    fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_nodelay(true).unwrap();
+    fn open(target: &Target) -> Conn {
+        let stream = match target {
+            Target::Tcp(addr) => {
+                let s = TcpStream::connect(addr).unwrap();
+                s.set_nodelay(true).unwrap();
+                Stream::Tcp(s)
+            }
+            Target::Unix(path) => {
+                Stream::Unix(std::os::unix::net::UnixStream::connect(path).unwrap())
+            }
+        };
         Conn {
             stream: BufReader::new(stream),
         }
@@ -315,8 +368,19 @@ fn drive_load(
     rate: u64,
     body: &Arc<Vec<u8>>,
 ) -> (u64, u64, Duration) {
+    drive_target(&Target::Tcp(addr), connections, total, rate, body)
+}
+
+/// [`drive_load`] to any [`Target`].
+fn drive_target(
+    target: &Target,
+    connections: usize,
+    total: u64,
+    rate: u64,
+    body: &Arc<Vec<u8>>,
+) -> (u64, u64, Duration) {
     drive_varied_load(
-        addr,
+        target,
         connections,
         total,
         rate,
@@ -326,7 +390,7 @@ fn drive_load(
 
 /// [`drive_load`] with request `n` posting `bodies[n % bodies.len()]`.
 fn drive_varied_load(
-    addr: SocketAddr,
+    target: &Target,
     connections: usize,
     total: u64,
     rate: u64,
@@ -338,14 +402,15 @@ fn drive_varied_load(
     let began = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|_| {
-            let (sent, accepted, rejected, bodies) = (
+            let (sent, accepted, rejected, bodies, target) = (
                 sent.clone(),
                 accepted.clone(),
                 rejected.clone(),
                 bodies.clone(),
+                target.clone(),
             );
             std::thread::spawn(move || {
-                let mut conn = Conn::open(addr);
+                let mut conn = Conn::open(&target);
                 loop {
                     let n = sent.fetch_add(1, Ordering::Relaxed);
                     if n >= total {
@@ -532,6 +597,8 @@ struct Load {
     events: usize,
     connections: usize,
     rate: u64,
+    /// Over the agent's Unix socket instead of TCP.
+    unix: bool,
 }
 
 /// Runs `load` through an agent with `config`, and
@@ -542,14 +609,20 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
         events,
         connections,
         rate,
+        unix,
     } = load;
     let agent = Agent::start(config);
     let idle_rss = agent.rss_mb();
     let cpu0 = agent.cpu_seconds();
     let payload = Arc::new(body(events, 1024));
     let first = Instant::now();
+    let target = if unix {
+        Target::Unix(agent.socket.clone())
+    } else {
+        Target::Tcp(agent.addr)
+    };
     let (accepted, rejected, elapsed) =
-        drive_load(agent.addr, connections, requests, rate, &payload);
+        drive_target(&target, connections, requests, rate, &payload);
     let delivered = tally.wait(accepted, Duration::from_secs(600));
     let total = first.elapsed();
     let cpu = agent.cpu_seconds() - cpu0;
@@ -558,7 +631,8 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
     r.add(
         "requests x events (event ~1 KB)",
         format!(
-            "{requests} x {events}, {connections} connections{}",
+            "{requests} x {events}, {connections} connections over {}{}",
+            if unix { "a Unix socket" } else { "TCP" },
             if rate > 0 {
                 format!(", {rate} req/s offered")
             } else {
@@ -595,10 +669,23 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
     );
     r.add("agent CPU seconds", format!("{cpu:.2}"));
     r.add(
+        "agent CPU per request",
+        format!("{:.1} µs", cpu * 1e6 / accepted.max(1) as f64),
+    );
+    r.add(
         "agent RSS idle / peak",
         format!("{idle_rss:.1} MB / {:.1} MB", agent.peak_rss_mb()),
     );
-    r.add("group commits", agent.health()["queue"]["commits"].clone());
+    // `flushes`: what agents before the journal reported.
+    let queue = &agent.health()["queue"];
+    let commits = queue["commits"]
+        .as_u64()
+        .or(queue["flushes"].as_u64())
+        .unwrap_or(0);
+    r.add(
+        "group commits (requests per commit)",
+        format!("{commits} ({:.1})", accepted as f64 / commits.max(1) as f64),
+    );
     r.print();
     agent.stop();
 }
@@ -619,6 +706,7 @@ fn smoke10k() {
         events: 100,
         connections: 1,
         rate: 0,
+        unix: false,
     };
     http_scenario(
         "smoke10k: 10,000 events, requests of 100, WASM plugin, HTTP sink",
@@ -633,6 +721,7 @@ fn http_max() {
         events: 100,
         connections: 8,
         rate: 0,
+        unix: false,
     };
     http_scenario("a) http: max rate, WASM plugin, HTTP sink", load);
 }
@@ -644,6 +733,7 @@ fn http_batch() {
         events: 100,
         connections: 8,
         rate: 0,
+        unix: false,
     };
     let tally = Arc::new(Tally::default());
     let url = format!("http://{}/in", http_receiver(tally.clone()));
@@ -667,11 +757,61 @@ fn http_small(events: usize, requests: u64) {
         events,
         connections: 8,
         rate: 0,
+        unix: false,
     };
     http_scenario(
         &format!("small requests: {requests} x {events} event(s), WASM plugin, HTTP sink"),
         load,
     );
+}
+
+/// Small requests the camera's way, each combination: 1 and 10 events per request,
+/// 8 and 64 connections, `queue.sync` "always" and "interval" (100 ms), over TCP and
+/// over the agent's Unix socket. `only_strict_tcp`: the cases an agent from before the
+/// journal can run (it knows neither key), for a before/after in one run.
+fn small_matrix(only_strict_tcp: bool) {
+    for events in [1, 10] {
+        let requests = if events == 1 { 30_000 } else { 10_000 };
+        for connections in [8, 64] {
+            for sync in ["always", "interval"] {
+                for unix in [false, true] {
+                    if only_strict_tcp && (sync != "always" || unix) {
+                        continue;
+                    }
+                    let tally = Arc::new(Tally::default());
+                    let url = format!("http://{}/in", http_receiver(tally.clone()));
+                    let mut config = http_sink_config(&url);
+                    if sync == "interval" {
+                        config.push_str("sync = \"interval\"\nsync_interval_ms = 100\n");
+                    }
+                    if unix {
+                        config = config.replacen(
+                            "[agent]\n",
+                            "[agent]\nlisten_unix = \"{SOCKET}\"\n",
+                            1,
+                        );
+                    }
+                    let load = Load {
+                        requests,
+                        events,
+                        connections,
+                        rate: 0,
+                        unix,
+                    };
+                    run_load(
+                        &format!(
+                            "small: {events} event(s) per request, {connections} connections, \
+                             sync {sync}, {}",
+                            if unix { "Unix socket" } else { "TCP" }
+                        ),
+                        &config,
+                        &tally,
+                        load,
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// (d) A fixed 10,000 events/s: latency.
@@ -681,6 +821,7 @@ fn steady() {
         events: 100,
         connections: 4,
         rate: 100,
+        unix: false,
     };
     http_scenario("d) steady: 10,000 events/s for 10 s", load);
 }
@@ -750,12 +891,14 @@ fn mqtt_scenario(name: &str, broker_config: &str, in_flight: usize, delay: Optio
             events: 10,
             connections: 8,
             rate: 0,
+            unix: false,
         },
         None => Load {
             requests: 2000,
             events: 100,
             connections: 8,
             rate: 0,
+            unix: false,
         },
     };
     run_load(name, &config, &tally, load);

@@ -52,17 +52,18 @@ pub(super) fn build(
         .uri(uri.clone())
         .header(CONTENT_TYPE, first.content_type.as_str());
     if batch.len() == 1 {
-        builder = builder.header(IDEMPOTENCY_KEY, first.id.to_string());
+        builder = builder.header(IDEMPOTENCY_KEY, first.idempotency_key().as_ref());
     } else {
         let mut ids = String::with_capacity(batch.len() * 33);
         for m in batch {
             if !ids.is_empty() {
                 ids.push(',');
             }
-            write!(ids, "{}", m.id).expect("writing to a String cannot fail");
+            write!(ids, "{}", m.idempotency_key()).expect("writing to a String cannot fail");
         }
+        let (a, b) = (first.idempotency_key(), last.idempotency_key());
         builder = builder
-            .header(IDEMPOTENCY_KEY, format!("{}-{}", first.id, last.id))
+            .header(IDEMPOTENCY_KEY, format!("{a}-{b}"))
             .header(MESSAGE_IDS, ids);
     }
     if let Some(encoding) = encoding {

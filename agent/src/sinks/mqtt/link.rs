@@ -135,7 +135,7 @@ impl Link for RumqttLink {
                 p.qos,
                 p.retain,
                 message.payload.clone(),
-                &message.id.to_string(),
+                &message.idempotency_key(),
                 &message.content_type,
             )
             .map_err(|e| DeliveryError::Transient(Failure::Publish(Box::new(e))))?;

@@ -19,6 +19,7 @@ pub fn https_vs_http() {
         events: 100,
         connections: 8,
         rate: 0,
+        unix: false,
     };
     let tally = Arc::new(Tally::default());
     let url = format!("http://{}/in", http_receiver(tally.clone()));
@@ -104,7 +105,8 @@ fn compress_run(bodies: &Arc<Vec<Vec<u8>>>, codec: &str, batch: usize) -> (f64, 
     let agent = Agent::start(&bench_config(&sink));
     let cpu0 = agent.cpu_seconds();
     let began = Instant::now();
-    let (accepted, _, _) = drive_varied_load(agent.addr, 4, requests, 0, bodies);
+    let (accepted, _, _) =
+        drive_varied_load(&super::Target::Tcp(agent.addr), 4, requests, 0, bodies);
     let done = tally.wait(accepted, Duration::from_secs(600));
     let elapsed = began.elapsed().as_secs_f64();
     let cpu = agent.cpu_seconds() - cpu0;
