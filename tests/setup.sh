@@ -5,7 +5,8 @@
 # RUSTUP_AUTO_INSTALL=0), and the Debian packages the chosen command needs.
 #
 #   tests/setup.sh demo    # the demo: a C compiler and curl
-#   tests/setup.sh tests   # the test suite: broker, proxy, certificates, ARM cross
+#   tests/setup.sh tests   # the test suite: brokers (mosquitto, redis-server,
+#                          # rabbitmq-server), proxy, certificates, ARM cross
 #                          # compilers and qemu-user, FUSE (the test filesystem)
 #
 # Idempotent: what is there already is left alone. Installs Debian packages with
@@ -63,6 +64,9 @@ tests | ci)
     want node nodejs
     want npm npm
     want fusermount3 fuse3
+    want redis-server redis-server
+    want redis-cli redis-tools
+    want rabbitmq-server rabbitmq-server
     ;;
 *)
     echo "usage: tests/setup.sh demo|tests" >&2

@@ -3,16 +3,21 @@
 //! An offline-tolerant edge event agent. Data flows one way through the modules:
 //!
 //! ```text
-//! ingest (producer API) ─┐
-//! sources (MQTT) ────────┼▶ pipeline → plugin (WASM or native) → queue (sled) → sinks (HTTP, MQTT, file)
-//! timers, monitoring ────┘                                          ▲              │
-//!                                                                   └── ack ◀──────┘
+//! ingest (producer API) ───────┐
+//! sources (MQTT, Redis, AMQP) ─┼▶ pipeline → plugin (WASM or native) → queue (sled) → sinks
+//! timers, monitoring ──────────┘                                          ▲             │
+//!                                                                         └── ack ◀─────┘
 //! ```
+//!
+//! Sinks: HTTP, MQTT, file, Redis, AMQP. Sources and sinks of Redis and AMQP are cargo
+//! features (`redis`, `amqp`).
 //!
 //! `server` serves the producer API (`ingest`) and the operator API (`operator`);
 //! `app` assembles the parts and shuts them down in order. A producer's 202 means its
 //! messages are on disk; a message leaves the queue only when its sink acknowledged it.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod api;
 pub mod app;
 pub mod cli;
@@ -26,6 +31,8 @@ pub mod operator;
 pub mod pipeline;
 pub mod plugin;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod retry;
 pub mod server;
 pub mod shutdown;

@@ -1,12 +1,15 @@
 //! What the end-to-end tests share: how long they wait for delivery, the configs they
 //! start from, and how they post events.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::agent::Agent;
 use crate::client::Response;
+use crate::receiver::{Received, Receiver};
+use crate::wait_for;
 
 /// How long a test waits for something to be delivered before it fails (generous: the
 /// machine may be busy; a test never waits this long when all is well).
@@ -68,4 +71,89 @@ pub fn post(agent: &Agent, id: &str, body: &Value) -> Response {
 pub fn post_ok(agent: &Agent, id: &str, body: &Value) {
     let r = post(agent, id, body);
     assert_eq!(r.status, 202, "request {id}: {}", r.text());
+}
+
+/// A config: source `src` of `kind` (its `source_keys`) feeding `plugin` as
+/// `sending_event`s (handler `src-handler`, quick retries), and `plugin` sending
+/// every message to the HTTP sink `store` at `url`. `plugin` is the built-in
+/// `forward` or a WASM plugin from the test plugins' directory.
+pub fn source_config(kind: &str, plugin: &str, url: &str, source_keys: &str) -> String {
+    format!(
+        "{AGENT}[plugins]\ndir = \"{{PLUGINS}}\"\nactive = [\"{plugin}\"]\n\
+         [plugins.settings.{plugin}]\nsink = \"store\"\n[sinks.store]\n{}\n\
+         [sources.src]\ntype = \"{kind}\"\nplugin = \"{plugin}\"\ndeliver = \"sending_event\"\n\
+         handler_id = \"src-handler\"\naccount_id = \"acc\"\n\
+         retry = {{ initial_ms = 50, max_ms = 300 }}\n{source_keys}\n",
+        http_sink(url, "")
+    )
+}
+
+/// Source `src`'s view in the agent's health.
+pub fn source_health(agent: &Agent) -> Value {
+    agent.get_json("/v1/health")["sources"]["src"].clone()
+}
+
+/// Events `{"n": i}` for each `i` of `range`, as JSON bytes.
+pub fn numbered_events(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| json!({ "n": i }).to_string().into_bytes())
+        .collect()
+}
+
+/// The `n` of every event the receiver got.
+pub fn delivered_numbers(got: &[Received]) -> BTreeSet<u64> {
+    got.iter()
+        .flat_map(|m| {
+            m.json()["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|e| e["n"].as_u64())
+        })
+        .collect()
+}
+
+/// Waits until events `0..n` all reached `store`, and checks no other number did.
+pub fn wait_numbers_delivered(store: &Receiver, n: u64, agent: &Agent) {
+    wait_for(&format!("{n} events delivered"), DELIVERY, || {
+        (delivered_numbers(&store.accepted()).len() as u64 >= n).then_some(())
+    });
+    assert_eq!(
+        delivered_numbers(&store.accepted()),
+        (0..n).collect(),
+        "{}",
+        agent.log()
+    );
+}
+
+/// A broker a test can stop and start again on the same port and data.
+pub trait Outage {
+    fn stop(&mut self);
+    fn start_again(&mut self);
+}
+
+/// Posts `n` one-event requests `{"n": i}` (ids `r-000`…): the broker is stopped a
+/// third of the way, and half way the agent is killed with `-9`, the broker started
+/// again and the agent restarted. Every request must be accepted.
+pub fn post_across_outage(agent: &mut Agent, broker: &mut impl Outage, n: usize) {
+    for i in 0..n {
+        post_ok(agent, &format!("r-{i:03}"), &body("h", [json!({ "n": i })]));
+        if i == n / 3 {
+            broker.stop();
+        }
+        if i == n / 2 {
+            agent.kill9();
+            broker.start_again();
+            agent.restart();
+        }
+    }
+}
+
+/// Waits until sink `sink` holds exactly `n` dead letters; the listing.
+pub fn wait_dead_letters(agent: &Agent, sink: &str, n: usize) -> Value {
+    wait_for(&format!("{n} dead letters in {sink}"), DELIVERY, || {
+        let listing = agent.get_json(&format!("/v1/dead-letters?sink={sink}"));
+        (listing["dead_letters"].as_array()?.len() == n).then_some(listing)
+    })
 }

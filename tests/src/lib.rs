@@ -1,6 +1,6 @@
 //! Harness for the end-to-end tests: the real `outpost` binary, a real HTTP(S)
-//! receiver, a plain HTTP client, mosquitto, tinyproxy and test certificates, all on
-//! 127.0.0.1.
+//! receiver, a plain HTTP client, mosquitto, redis-server, RabbitMQ, tinyproxy and test
+//! certificates, all on 127.0.0.1.
 
 pub mod agent;
 pub mod arm;
@@ -9,7 +9,9 @@ pub mod client;
 pub mod fixture;
 pub mod mosquitto;
 pub mod proxy;
+pub mod rabbitmq;
 pub mod receiver;
+pub mod redis;
 pub mod relay;
 pub mod testfs;
 

@@ -12,11 +12,15 @@
 //! [`Config::load`] reads the file and does the first two, for `run` and `check`.
 
 mod agent;
+mod amqp;
+mod connection;
 mod de;
 mod env;
+mod features;
 mod mqtt;
 mod plugins;
 mod queue;
+mod redis;
 mod retry;
 mod sinks;
 mod sources;
@@ -28,18 +32,25 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use agent::{AgentConfig, Endpoint, IngestLimits, LogConfig, LogFormat, AUTH_TOKEN_ENV};
+pub use amqp::AmqpConnection;
 pub use de::is_identifier;
 pub use env::Env;
+pub use features::missing as missing_feature;
 pub use mqtt::{BrokerAddr, MqttConnection, MqttProtocol, QoS, TlsFiles};
 pub use plugins::{PluginsConfig, SandboxConfig};
 pub use queue::{QueueConfig, SyncMode, WhenFull};
+pub use redis::RedisConnection;
 pub use retry::RetryConfig;
-pub use sinks::{Compression, HttpProxy};
 pub use sinks::{
-    DeliveryConfig, FileSinkConfig, HttpSinkConfig, MqttSinkConfig, SinkConfig, SinkKind,
-    HTTP_MAX_BATCH, MQTT_MAX_IN_FLIGHT,
+    AmqpSinkConfig, DeliveryConfig, FileSinkConfig, HttpSinkConfig, MqttSinkConfig,
+    RedisSinkConfig, SinkConfig, SinkKind, AMQP_MAX_IN_FLIGHT, HTTP_MAX_BATCH, MQTT_MAX_IN_FLIGHT,
+    REDIS_MAX_BATCH,
 };
-pub use sources::{MqttSourceConfig, SourceConfig, SourceDelivery};
+pub use sinks::{Compression, HttpProxy};
+pub use sources::{
+    AmqpBinding, AmqpSourceConfig, FeedConfig, MqttSourceConfig, RedisMode, RedisSourceConfig,
+    SourceConfig, SourceDelivery, SourceKind,
+};
 pub use topics::TopicTemplates;
 
 use de::{Ctx, IDENT_RULE};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::connection::{Auth, ConnectionKeys};
 use super::de::Ctx;
-use super::env::Env;
 use super::ConfigError;
 
 /// An MQTT broker connection, validated.
@@ -31,7 +31,7 @@ pub struct MqttConnection {
 
 /// PEM files of a TLS client: the CA bundle (default: the system roots) and, for
 /// mutual TLS, a client certificate and key.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct TlsFiles {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -148,22 +148,8 @@ pub(super) struct ConnectionSection {
     protocol: MqttProtocol,
     #[serde(default)]
     client_id: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    /// Plain password (prefer `password_env` or `${VAR}`).
-    #[serde(default)]
-    password: Option<String>,
-    /// Environment variable holding the password.
-    #[serde(default)]
-    password_env: Option<String>,
     #[serde(default = "default_keep_alive")]
     keep_alive_secs: u64,
-    #[serde(default)]
-    ca_file: Option<PathBuf>,
-    #[serde(default)]
-    client_cert: Option<PathBuf>,
-    #[serde(default)]
-    client_key: Option<PathBuf>,
     #[serde(default = "default_qos")]
     qos: QoS,
     #[serde(default = "default_max_packet", deserialize_with = "max_packet")]
@@ -186,50 +172,20 @@ fn max_packet<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
 }
 
-impl ConnectionSection {
-    /// Resolves `password_env` (at config path `key`).
-    pub(super) fn resolve(
-        self,
-        ctx: &Ctx<'_>,
-        env: &Env,
-        key: &str,
-    ) -> Result<MqttConnection, ConfigError> {
-        let password = match &self.password_env {
-            Some(var) => Some(env.var(var).map(str::to_owned).ok_or_else(|| {
-                ctx.error(
-                    format!("{key}.password_env"),
-                    format!("environment variable `{var}` is not set"),
-                )
-            })?),
-            None => self.password,
-        };
+impl ConnectionKeys for ConnectionSection {
+    type Connection = MqttConnection;
+
+    fn resolve(self, auth: Auth, _: &Ctx<'_>, _: &str) -> Result<MqttConnection, ConfigError> {
         Ok(MqttConnection {
             broker: self.url,
             protocol: self.protocol,
             client_id: self.client_id,
-            username: self.username,
-            password,
+            username: auth.username,
+            password: auth.password,
             keep_alive: Duration::from_secs(self.keep_alive_secs.max(5)),
-            tls: TlsFiles {
-                ca_file: self.ca_file,
-                client_cert: self.client_cert,
-                client_key: self.client_key,
-            },
+            tls: auth.tls,
             qos: self.qos,
             max_packet_bytes: self.max_packet_bytes,
         })
     }
-}
-
-/// Splits an MQTT table at `key` into the connection and the role's own keys, typed.
-pub(super) fn parse_with_role<R: serde::de::DeserializeOwned>(
-    ctx: &Ctx<'_>,
-    env: &Env,
-    key: &str,
-    mut table: toml::Table,
-) -> Result<(MqttConnection, R), ConfigError> {
-    let connection = super::de::split::<ConnectionSection>(&mut table);
-    let connection: ConnectionSection = ctx.typed(key, toml::Value::Table(connection))?;
-    let role: R = ctx.typed(key, toml::Value::Table(table))?;
-    Ok((connection.resolve(ctx, env, key)?, role))
 }

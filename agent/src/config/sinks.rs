@@ -1,20 +1,25 @@
 //! `[sinks.<name>]`: where messages go. Every sink has the delivery keys
 //! ([`DeliveryConfig`]); the rest depends on its `type`.
 
+mod amqp;
 mod http;
+mod redis;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::connection;
 use super::de::{self, Ctx};
 use super::env::Env;
 use super::mqtt::{self, MqttConnection};
 use super::retry::RetryConfig;
 use super::ConfigError;
 
+pub use amqp::{AmqpSinkConfig, AMQP_MAX_IN_FLIGHT};
 pub use http::{Compression, HttpProxy, HttpSinkConfig, HTTP_MAX_BATCH};
+pub use redis::{RedisSinkConfig, REDIS_MAX_BATCH};
 
 /// Largest in-flight window of an MQTT sink (rumqttc's request channel holds it).
 pub const MQTT_MAX_IN_FLIGHT: usize = 64;
@@ -52,7 +57,12 @@ pub enum SinkKind {
     Http(Box<HttpSinkConfig>),
     File(FileSinkConfig),
     Mqtt(Box<MqttSinkConfig>),
+    Redis(Box<RedisSinkConfig>),
+    Amqp(Box<AmqpSinkConfig>),
 }
+
+/// The sink types, for error messages.
+const TYPES: &str = "`http`, `mqtt`, `file`, `redis` or `amqp`";
 
 impl SinkConfig {
     /// Parses `[sinks.<name>]` (at config path `key`).
@@ -66,9 +76,7 @@ impl SinkConfig {
         let kind = match table.remove("type") {
             Some(toml::Value::String(kind)) => kind,
             Some(_) => return Err(ctx.error(format!("{key}.type"), "must be a string")),
-            None => {
-                return Err(ctx.error(format!("{key}.type"), "missing: `http`, `mqtt` or `file`"))
-            }
+            None => return Err(ctx.error(format!("{key}.type"), format!("missing: {TYPES}"))),
         };
         let delivery = de::split::<DeliveryConfig>(&mut table);
         let delivery: DeliveryConfig = ctx.typed(key, toml::Value::Table(delivery))?;
@@ -76,8 +84,10 @@ impl SinkConfig {
             "http" => SinkKind::Http(Box::new(http::parse(ctx, env, key, table)?)),
             "file" => SinkKind::File(ctx.typed(key, toml::Value::Table(table))?),
             "mqtt" => {
-                let (connection, role): (_, MqttSinkRole) =
-                    mqtt::parse_with_role(ctx, env, key, table)?;
+                let (connection, role): (_, MqttSinkRole) = connection::parse_with_role::<
+                    mqtt::ConnectionSection,
+                    _,
+                >(ctx, env, key, table)?;
                 SinkKind::Mqtt(Box::new(MqttSinkConfig {
                     connection,
                     topic: role.topic,
@@ -87,18 +97,22 @@ impl SinkConfig {
                     max_in_flight: role.max_in_flight,
                 }))
             }
+            "redis" => SinkKind::Redis(Box::new(redis::parse(ctx, env, key, table)?)),
+            "amqp" => SinkKind::Amqp(Box::new(amqp::parse(ctx, env, key, table)?)),
             other => {
                 return Err(ctx.error(
                     format!("{key}.type"),
-                    format!("unknown sink type `{other}` (use `http`, `mqtt` or `file`)"),
+                    format!("unknown sink type `{other}` (use {TYPES})"),
                 ))
             }
         };
-        Ok(SinkConfig {
+        let sink = SinkConfig {
             delivery,
             kind,
             written,
-        })
+        };
+        super::features::require(ctx, &format!("{key}.type"), sink.kind_name())?;
+        Ok(sink)
     }
 
     /// Checks what the sink needs from the machine (TLS files).
@@ -106,6 +120,8 @@ impl SinkConfig {
         match &self.kind {
             SinkKind::Mqtt(m) => m.connection.tls.check(ctx, key),
             SinkKind::Http(h) => h.tls.check(ctx, key),
+            SinkKind::Redis(r) => r.connection.tls_files.check(ctx, key),
+            SinkKind::Amqp(a) => a.connection.tls_files.check(ctx, key),
             SinkKind::File(_) => Ok(()),
         }
     }
@@ -119,6 +135,8 @@ impl SinkConfig {
             SinkKind::File(_) => 1,
             // The window slides over the messages read: read several windows' worth.
             SinkKind::Mqtt(c) => (c.max_in_flight * 16).clamp(64, 1024),
+            SinkKind::Redis(c) => c.batch,
+            SinkKind::Amqp(c) => (c.max_in_flight * 4).clamp(64, 4096),
         }
     }
 
@@ -128,13 +146,18 @@ impl SinkConfig {
             SinkKind::Http(_) => "http",
             SinkKind::File(_) => "file",
             SinkKind::Mqtt(_) => "mqtt",
+            SinkKind::Redis(_) => "redis",
+            SinkKind::Amqp(_) => "amqp",
         }
     }
 
-    /// The MQTT topic template, for MQTT sinks.
+    /// The template of where each message goes at the remote side (an MQTT topic, an
+    /// AMQP routing key, a Redis stream), filled in when it is queued.
     pub fn topic_template(&self) -> Option<&str> {
         match &self.kind {
             SinkKind::Mqtt(m) => Some(&m.topic),
+            SinkKind::Amqp(a) => Some(&a.routing_key),
+            SinkKind::Redis(r) => Some(&r.key),
             SinkKind::Http(_) | SinkKind::File(_) => None,
         }
     }

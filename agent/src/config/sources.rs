@@ -1,33 +1,57 @@
-//! `[sources.<name>]`: where events come from besides the HTTP API.
+//! `[sources.<name>]`: where events come from besides the HTTP API. Every source has
+//! the feed keys ([`FeedConfig`]: which plugin gets its messages, how, and the retry
+//! policy); the rest depends on its `type`.
+
+mod amqp;
+mod redis;
 
 use serde::{Deserialize, Deserializer};
 
-use super::de::Ctx;
+use super::connection;
+use super::de::{self, Ctx};
 use super::env::Env;
 use super::mqtt::{self, MqttConnection};
 use super::retry::RetryConfig;
 use super::ConfigError;
 
+pub use amqp::{AmqpBinding, AmqpSourceConfig};
+pub use redis::{RedisMode, RedisSourceConfig};
+
 /// One source, validated.
 #[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Mqtt(Box<MqttSourceConfig>),
+pub struct SourceConfig {
+    pub feed: FeedConfig,
+    pub kind: SourceKind,
 }
 
-/// An MQTT subscription feeding one plugin.
+/// What kind of system a source takes messages from.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Mqtt(Box<MqttSourceConfig>),
+    Redis(Box<RedisSourceConfig>),
+    Amqp(Box<AmqpSourceConfig>),
+}
+
+/// The keys every source has.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// The plugin that gets the messages.
+    pub plugin: String,
+    /// How the plugin gets them.
+    pub deliver: SourceDelivery,
+    /// Reconnects, and retries of a message the queue cannot take yet.
+    pub retry: RetryConfig,
+}
+
+/// An MQTT subscription.
 #[derive(Debug, Clone)]
 pub struct MqttSourceConfig {
     pub connection: MqttConnection,
     /// Topic filters to subscribe to.
     pub topics: Vec<String>,
-    /// The plugin that gets the messages.
-    pub plugin: String,
-    /// How the plugin gets them.
-    pub deliver: SourceDelivery,
     /// Default false: a persistent session keeps messages at the broker while the agent
     /// is away.
     pub clean_session: bool,
-    pub retry: RetryConfig,
 }
 
 /// How a source hands messages to its plugin.
@@ -35,7 +59,8 @@ pub struct MqttSourceConfig {
 pub enum SourceDelivery {
     /// The background plugin's `on_message`.
     OnMessage,
-    /// As a `sending_event` of one event (the payload), with these ids.
+    /// As a `sending_event` (a JSON object is one event, an array a list), with these
+    /// ids.
     SendingEvent {
         handler_id: String,
         account_id: String,
@@ -60,12 +85,10 @@ enum Deliver {
     SendingEvent,
 }
 
-/// The source-only MQTT keys, as written.
+/// The feed keys, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MqttSourceRole {
-    #[serde(deserialize_with = "topics")]
-    topics: Vec<String>,
+struct FeedSection {
     plugin: String,
     #[serde(default)]
     deliver: Deliver,
@@ -74,9 +97,17 @@ struct MqttSourceRole {
     #[serde(default)]
     account_id: Option<String>,
     #[serde(default)]
-    clean_session: bool,
-    #[serde(default)]
     retry: RetryConfig,
+}
+
+/// The source-only MQTT keys, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttSourceRole {
+    #[serde(deserialize_with = "topics")]
+    topics: Vec<String>,
+    #[serde(default)]
+    clean_session: bool,
 }
 
 fn topics<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -87,6 +118,9 @@ fn topics<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(topics)
 }
 
+/// The source types, for error messages.
+const TYPES: &str = "`mqtt`, `redis` or `amqp`";
+
 impl SourceConfig {
     /// Parses `[sources.<name>]` (at config path `key`).
     pub(super) fn parse(
@@ -95,18 +129,71 @@ impl SourceConfig {
         key: &str,
         mut table: toml::Table,
     ) -> Result<SourceConfig, ConfigError> {
-        match table.remove("type") {
-            Some(toml::Value::String(t)) if t == "mqtt" => {}
-            Some(other) => {
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(t)) => t,
+            Some(_) => return Err(ctx.error(format!("{key}.type"), "must be a string")),
+            None => return Err(ctx.error(format!("{key}.type"), format!("missing: {TYPES}"))),
+        };
+        let feed = de::split::<FeedSection>(&mut table);
+        let feed = FeedConfig::resolve(ctx, key, ctx.typed(key, toml::Value::Table(feed))?)?;
+        let kind = match kind.as_str() {
+            "mqtt" => {
+                let (connection, role): (_, MqttSourceRole) =
+                    connection::parse_with_role::<mqtt::ConnectionSection, _>(
+                        ctx, env, key, table,
+                    )?;
+                SourceKind::Mqtt(Box::new(MqttSourceConfig {
+                    connection,
+                    topics: role.topics,
+                    clean_session: role.clean_session,
+                }))
+            }
+            "redis" => SourceKind::Redis(Box::new(redis::parse(ctx, env, key, table)?)),
+            "amqp" => SourceKind::Amqp(Box::new(amqp::parse(ctx, env, key, table)?)),
+            other => {
                 return Err(ctx.error(
                     format!("{key}.type"),
-                    format!("unknown source type {other} (use `mqtt`)"),
+                    format!("unknown source type `{other}` (use {TYPES})"),
                 ))
             }
-            None => return Err(ctx.error(format!("{key}.type"), "missing: `mqtt`")),
+        };
+        let source = SourceConfig { feed, kind };
+        super::features::require(ctx, &format!("{key}.type"), source.kind_name())?;
+        Ok(source)
+    }
+
+    /// The plugin the source feeds.
+    pub fn plugin(&self) -> &str {
+        &self.feed.plugin
+    }
+
+    /// How the plugin is fed.
+    pub fn deliver(&self) -> &SourceDelivery {
+        &self.feed.deliver
+    }
+
+    /// The source type's name, for health and metrics.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            SourceKind::Mqtt(_) => "mqtt",
+            SourceKind::Redis(_) => "redis",
+            SourceKind::Amqp(_) => "amqp",
         }
-        let (connection, role): (_, MqttSourceRole) = mqtt::parse_with_role(ctx, env, key, table)?;
-        let deliver = match (role.deliver, role.handler_id, role.account_id) {
+    }
+
+    /// Checks what the source needs from the machine (TLS files).
+    pub(super) fn check_files(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
+        match &self.kind {
+            SourceKind::Mqtt(m) => m.connection.tls.check(ctx, key),
+            SourceKind::Redis(r) => r.connection.tls_files.check(ctx, key),
+            SourceKind::Amqp(a) => a.connection.tls_files.check(ctx, key),
+        }
+    }
+}
+
+impl FeedConfig {
+    fn resolve(ctx: &Ctx<'_>, key: &str, feed: FeedSection) -> Result<FeedConfig, ConfigError> {
+        let deliver = match (feed.deliver, feed.handler_id, feed.account_id) {
             (Deliver::OnMessage, None, None) => SourceDelivery::OnMessage,
             (Deliver::OnMessage, _, _) => {
                 return Err(ctx.error(
@@ -127,34 +214,10 @@ impl SourceConfig {
                 ))
             }
         };
-        Ok(SourceConfig::Mqtt(Box::new(MqttSourceConfig {
-            connection,
-            topics: role.topics,
-            plugin: role.plugin,
+        Ok(FeedConfig {
+            plugin: feed.plugin,
             deliver,
-            clean_session: role.clean_session,
-            retry: role.retry,
-        })))
-    }
-
-    /// The plugin the source feeds.
-    pub fn plugin(&self) -> &str {
-        match self {
-            SourceConfig::Mqtt(m) => &m.plugin,
-        }
-    }
-
-    /// How the plugin is fed.
-    pub fn deliver(&self) -> &SourceDelivery {
-        match self {
-            SourceConfig::Mqtt(m) => &m.deliver,
-        }
-    }
-
-    /// Checks what the source needs from the machine (TLS files).
-    pub(super) fn check_files(&self, ctx: &Ctx<'_>, key: &str) -> Result<(), ConfigError> {
-        match self {
-            SourceConfig::Mqtt(m) => m.connection.tls.check(ctx, key),
-        }
+            retry: feed.retry,
+        })
     }
 }

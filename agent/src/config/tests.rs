@@ -204,8 +204,10 @@ fn mqtt_sink_and_source_parse() {
     assert_eq!(m.connection.protocol, MqttProtocol::V311);
     assert_eq!(m.connection.qos, QoS::AtLeastOnce);
     assert!(m.connection.broker.tls && m.clean_session);
-    let SourceConfig::Mqtt(s) = &c.sources["s"];
-    assert_eq!(s.deliver, SourceDelivery::OnMessage);
+    assert_eq!(c.sources["s"].feed.deliver, SourceDelivery::OnMessage);
+    let SourceKind::Mqtt(s) = &c.sources["s"].kind else {
+        panic!()
+    };
     assert_eq!(s.connection.broker.port, 1883);
     assert!(!s.clean_session, "sources keep their session by default");
 }
@@ -467,6 +469,113 @@ fn queue_sync_modes() {
     let e = error_of("[queue]\nsync_interval_ms = 0");
     assert!(
         e.contains("queue.sync_interval_ms") && e.contains("positive"),
+        "{e}"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_source_and_sink_parse_with_credentials_from_keys_over_the_url() {
+    let env = Env::from_vars([("REDIS_PW", "from-env")]);
+    let c = parse_env(
+        &format!(
+            "{BASE}[plugins]\nactive = [\"p\"]\n\
+             [sinks.r]\ntype = \"redis\"\nurl = \"rediss://u%40x:p@127.0.0.1/2\"\nkey = \"out:{{device_id}}\"\nmaxlen = 1000\n\
+             [sources.s]\ntype = \"redis\"\nurl = \"redis://a:b@127.0.0.1:7000\"\npassword_env = \"REDIS_PW\"\n\
+             key = \"cams\"\nplugin = \"p\"\n"
+        ),
+        &env,
+    )
+    .unwrap();
+    let SinkKind::Redis(sink) = &c.sinks["r"].kind else {
+        panic!()
+    };
+    assert!(sink.connection.tls);
+    assert_eq!(sink.connection.db, 2);
+    assert_eq!(sink.connection.username.as_deref(), Some("u@x"));
+    assert_eq!(sink.maxlen, Some(1000));
+    assert!(
+        !format!("{:?}", sink.connection).contains(":p@"),
+        "no password in Debug"
+    );
+    let SourceKind::Redis(source) = &c.sources["s"].kind else {
+        panic!()
+    };
+    assert_eq!(source.connection.port, 7000);
+    assert_eq!(source.connection.username.as_deref(), Some("a"));
+    assert_eq!(source.connection.password.as_deref(), Some("from-env"));
+    let RedisMode::Stream { group, field, .. } = &source.mode else {
+        panic!("stream is the default mode")
+    };
+    assert_eq!((group.as_str(), field.as_str()), ("outpost", "payload"));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_errors_name_the_key() {
+    let source = |extra: &str| {
+        format!(
+            "{BASE}[plugins]\nactive = [\"p\"]\n[sources.s]\ntype = \"redis\"\nurl = \"redis://h\"\n\
+             plugin = \"p\"\n{extra}"
+        )
+    };
+    assert!(error_of(&source("key = \"k\"\ncount = 0")).contains("sources.s.count"));
+    assert!(error_of(&source("mode = \"pubsub\"")).contains("sources.s.channels"));
+    assert!(error_of(&source("key = \"k\"\nmode = \"queue\"")).contains("sources.s.mode"));
+    assert!(error_of(&source("key = \"k\"\ntopic = \"t\"")).contains("sources.s.topic"));
+    let e = error_of(&format!(
+        "{BASE}[sinks.r]\ntype = \"redis\"\nurl = \"http://h\"\nkey = \"k\""
+    ));
+    assert!(e.contains("sinks.r.url") && e.contains("rediss://"), "{e}");
+}
+
+#[cfg(feature = "amqp")]
+#[test]
+fn amqp_source_and_sink_parse_with_vhost_and_credentials() {
+    let c = parse(&format!(
+        "{BASE}[plugins]\nactive = [\"p\"]\n\
+         [sinks.a]\ntype = \"amqp\"\nurl = \"amqps://127.0.0.1/edge%2Fcams\"\nusername = \"u\"\npassword = \"p w\"\n\
+         exchange = \"x\"\nrouting_key = \"{{device_id}}.{{handler_id}}\"\n\
+         [sources.s]\ntype = \"amqp\"\nurl = \"amqp://127.0.0.1\"\nqueue = \"in\"\nplugin = \"p\"\n\
+         bindings = [{{ exchange = \"amq.topic\", routing_key = \"cams.#\" }}]\n"
+    ))
+    .unwrap();
+    let SinkKind::Amqp(sink) = &c.sinks["a"].kind else {
+        panic!()
+    };
+    assert_eq!(sink.connection.vhost, "edge/cams");
+    assert_eq!(sink.connection.port, 5671);
+    assert!(
+        sink.connection.uri.contains("u:p%20w@"),
+        "credentials go into the URI"
+    );
+    assert!(
+        !sink.connection.to_string().contains("p%20w"),
+        "never shown"
+    );
+    assert!(sink.persistent);
+    let SourceKind::Amqp(source) = &c.sources["s"].kind else {
+        panic!()
+    };
+    assert_eq!(source.connection.vhost, "/");
+    assert_eq!(source.prefetch, 64);
+    assert_eq!(source.bindings.len(), 1);
+    let e = error_of(&format!(
+        "{BASE}[plugins]\nactive = [\"p\"]\n[sources.s]\ntype = \"amqp\"\nurl = \"amqp://h\"\n\
+         queue = \"q\"\nplugin = \"p\"\nprefetch = 0"
+    ));
+    assert!(e.contains("sources.s.prefetch"), "{e}");
+}
+
+#[cfg(not(feature = "amqp"))]
+#[test]
+fn a_source_type_the_build_lacks_is_refused_naming_the_key() {
+    let e = error_of(&format!(
+        "{BASE}[plugins]\nactive = [\"p\"]\n[sources.s]\ntype = \"amqp\"\nurl = \"amqp://h\"\n\
+         queue = \"q\"\nplugin = \"p\""
+    ));
+    assert!(
+        e.contains("sources.s.type") && e.contains("feature `amqp`"),
         "{e}"
     );
 }

@@ -105,6 +105,17 @@ pub struct Received {
     packet: Packet,
 }
 
+impl Received {
+    /// The broker says it sent this message before (the DUP flag): a session resumed
+    /// with messages that were not acknowledged.
+    pub fn redelivered(&self) -> bool {
+        match &self.packet {
+            Packet::V4(p) => p.dup,
+            Packet::V5(p) => p.dup,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Packet {
     V4(rumqttc::Publish),
@@ -231,6 +242,16 @@ impl Client {
         match self {
             Client::V4(c) => Ok(c.subscribe(topic, qos4(qos)).await?),
             Client::V5(c) => Ok(c.subscribe(topic, qos5(qos)).await?),
+        }
+    }
+
+    /// Queues the acknowledgement of an incoming message without waiting; an error when
+    /// the request channel is full (poll the event loop) or closed.
+    pub fn try_ack(&self, message: &Received) -> Result<(), SessionError> {
+        match (self, &message.packet) {
+            (Client::V4(c), Packet::V4(p)) => Ok(c.try_ack(p)?),
+            (Client::V5(c), Packet::V5(p)) => Ok(c.try_ack(p)?),
+            _ => Err(SessionError::ProtocolMismatch),
         }
     }
 

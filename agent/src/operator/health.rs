@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{json as json_response, Api, Body};
 use crate::queue::StorageState;
 use crate::sinks::SinkStatus;
+use crate::sources::SourceStatus;
 
 pub fn health(api: &Api) -> Response<Body> {
     let status = &api.status;
@@ -88,13 +89,21 @@ fn sources(api: &Api) -> Map<String, Value> {
         .sources()
         .iter()
         .map(|(name, s)| {
+            let connected = s.status() == SourceStatus::Connected;
+            let acked = s.acked.load(Relaxed);
             let view = json!({
-                "connected": s.connected(),
-                "subscribed": s.subscribed(),
+                "kind": s.kind,
+                "state": s.status().as_str(),
                 "received": s.received.load(Relaxed),
-                "accepted": s.accepted.load(Relaxed),
+                "acked": acked,
                 "rejected": s.rejected.load(Relaxed),
+                "redelivered": s.redelivered.load(Relaxed),
+                "dropped": s.dropped.load(Relaxed),
                 "last_error": s.last_error(),
+                // Before this wave's fields: kept for existing readers.
+                "connected": connected,
+                "subscribed": connected,
+                "accepted": acked,
             });
             (name.clone(), view)
         })

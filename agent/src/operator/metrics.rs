@@ -12,6 +12,7 @@ use crate::api::{text, Api, Body};
 use crate::plugin::LoadedPlugin;
 use crate::queue::{SinkQueue, StorageState};
 use crate::sinks::{SinkState, SinkStatus};
+use crate::sources::{SourceState, SourceStatus};
 use Kind::{Counter, Gauge};
 
 #[derive(Clone, Copy)]
@@ -219,6 +220,45 @@ const SINKS: &[Family<SinkView>] = &[
     ),
 ];
 
+const SOURCES: &[Family<SourceState>] = &[
+    family(
+        Gauge,
+        "outpost_source_connected",
+        "1 if the source is connected (and subscribed).",
+        |s| u64::from(s.status() == SourceStatus::Connected),
+    ),
+    family(
+        Counter,
+        "outpost_source_received_total",
+        "Messages taken from the source.",
+        |s| s.received.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_source_acked_total",
+        "Messages acknowledged to the source once durable.",
+        |s| s.acked.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_source_rejected_total",
+        "Messages refused by their plugin (or not events), handed back the source's way.",
+        |s| s.rejected.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_source_redelivered_total",
+        "Messages received again after a delivery that was not acknowledged.",
+        |s| s.redelivered.load(Relaxed),
+    ),
+    family(
+        Counter,
+        "outpost_source_dropped_total",
+        "Messages not stored where the source cannot keep them (Redis pub/sub, queue full).",
+        |s| s.dropped.load(Relaxed),
+    ),
+];
+
 const PLUGINS: &[Family<LoadedPlugin>] = &[
     family(
         Counter,
@@ -277,6 +317,7 @@ pub fn metrics(api: &Api) -> Response<Body> {
     let mut out = String::with_capacity(4096);
     agent(&mut out, api);
     sinks(&mut out, api);
+    sources(&mut out, api);
     plugins(&mut out, api);
     text(
         StatusCode::OK,
@@ -334,6 +375,17 @@ fn sinks(out: &mut String, api: &Api) {
         .collect();
     for family in SINKS {
         write(out, family, sinks.iter().map(|(l, s)| (l.clone(), s)));
+    }
+}
+
+fn sources(out: &mut String, api: &Api) {
+    let sources = api.status.sources();
+    for family in SOURCES {
+        let samples = sources.iter().map(|(name, state)| {
+            let labels = format!("{{source=\"{name}\",kind=\"{}\"}}", state.kind);
+            (labels, &**state)
+        });
+        write(out, family, samples);
     }
 }
 

@@ -57,6 +57,9 @@ pub enum Failure {
     InvalidHeader(String),
     #[error("not connected to the broker")]
     NotConnected,
+    /// The server refused one message (a Redis error reply, an AMQP return).
+    #[error("{target} refused the message: {message}")]
+    Refused { target: String, message: String },
     /// The broker refused one publish (an MQTT 5 reason code).
     #[error("broker refused: {0}")]
     BrokerRefused(PublishRefusal),

@@ -5,6 +5,8 @@
 //! [delivery loop](delivery) with the one [retry policy](crate::retry). Adding a sink
 //! type means adding a transport, nothing else.
 
+#[cfg(feature = "amqp")]
+mod amqp;
 mod delivery;
 mod error;
 mod file;
@@ -12,6 +14,8 @@ mod file;
 mod harness;
 mod http;
 mod mqtt;
+#[cfg(feature = "redis")]
+mod redis;
 mod state;
 
 use std::collections::BTreeMap;
@@ -140,6 +144,18 @@ fn spawner(
             )?;
             Box::new(move || tokio::spawn(looper.run(transport)))
         }
+        #[cfg(feature = "redis")]
+        SinkKind::Redis(c) => {
+            let transport = redis::RedisTransport::new(c)?;
+            Box::new(move || tokio::spawn(looper.run(transport)))
+        }
+        #[cfg(feature = "amqp")]
+        SinkKind::Amqp(c) => {
+            let transport = amqp::AmqpTransport::new(c, format!("{}-{name}", context.device_id))?;
+            Box::new(move || tokio::spawn(looper.run(transport)))
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("the config refuses sink types this build lacks"),
     })
 }
 

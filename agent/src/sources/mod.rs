@@ -1,20 +1,30 @@
-//! Sources: where events come from besides the HTTP API (an MQTT subscription today).
-//! A message from a source goes to the plugin configured for it and, once accepted, has
-//! the same durable semantics as an ingest request.
+//! Sources: where events come from besides the HTTP API — MQTT subscriptions, Redis
+//! (streams, lists, pub/sub) and AMQP queues. A message from a source goes to the
+//! plugin configured for it and is acknowledged to its system only once what the plugin
+//! made of it is durable: the same promise as a 202.
+//!
+//! Each kind is a [`Source`](run::Source) (connect, receive, settle) driven by the one
+//! [source loop](run::run), as the sinks are transports driven by one delivery loop.
 
+#[cfg(feature = "amqp")]
+mod amqp;
+mod incoming;
 mod mqtt;
+#[cfg(feature = "redis")]
+mod redis;
+mod run;
+mod state;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use outpost_pdk::EventType;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError, SourceConfig, SourceDelivery};
+use crate::config::{Config, ConfigError, SourceConfig, SourceDelivery, SourceKind};
 use crate::pipeline::Pipeline;
 use crate::plugin::PluginHost;
 use crate::shutdown::Shutdown;
-use crate::sync::LastError;
+pub use state::{SourceState, SourceStatus};
 
 /// Why a source could not be set up (a reload then changes nothing).
 #[derive(Debug, thiserror::Error)]
@@ -24,43 +34,6 @@ pub enum SourceError {
         name: String,
         error: crate::tls::TlsError,
     },
-}
-
-/// Live counters of one source, for health.
-#[derive(Debug, Default)]
-pub struct SourceState {
-    pub received: AtomicU64,
-    pub accepted: AtomicU64,
-    /// Messages the plugin refused: acknowledged and dropped (counted here).
-    pub rejected: AtomicU64,
-    connected: AtomicBool,
-    /// Every topic filter acknowledged by the broker (SUBACK).
-    subscribed: AtomicBool,
-    last_error: LastError,
-}
-
-impl SourceState {
-    pub fn connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
-    }
-    pub fn subscribed(&self) -> bool {
-        self.subscribed.load(Ordering::Relaxed)
-    }
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.get()
-    }
-    fn set_connected(&self, up: bool) {
-        self.connected.store(up, Ordering::Relaxed);
-        if !up {
-            self.subscribed.store(false, Ordering::Relaxed);
-        }
-    }
-    fn set_subscribed(&self) {
-        self.subscribed.store(true, Ordering::Relaxed);
-    }
-    fn set_error(&self, e: &dyn std::fmt::Display) {
-        self.last_error.set(e);
-    }
 }
 
 /// Each source's name and live state.
@@ -103,18 +76,63 @@ pub fn start(
     let mut states = Vec::new();
     let mut tasks = Vec::new();
     for (name, source) in &config.sources {
-        let state = Arc::new(SourceState::default());
-        match source {
-            SourceConfig::Mqtt(c) => tasks.push(mqtt::start(
-                name,
-                c,
-                &config.agent.device_id,
-                pipeline.clone(),
-                Arc::clone(&state),
-                shutdown.clone(),
-            )?),
-        }
+        let state = Arc::new(SourceState::new(source.kind_name()));
+        let feed = run::Feed {
+            name: name.clone(),
+            plugin: source.feed.plugin.clone(),
+            deliver: source.feed.deliver.clone(),
+            pipeline: pipeline.clone(),
+            state: Arc::clone(&state),
+            retry: source.feed.retry,
+        };
+        tasks.push(spawn(
+            name,
+            source,
+            &config.agent.device_id,
+            feed,
+            shutdown,
+        )?);
         states.push((name.clone(), state));
     }
     Ok((states, tasks))
+}
+
+/// Builds source `name` of its kind and starts its loop.
+fn spawn(
+    name: &str,
+    source: &SourceConfig,
+    device_id: &str,
+    feed: run::Feed,
+    shutdown: &Shutdown,
+) -> Result<JoinHandle<()>, SourceError> {
+    let tls = |e| SourceError::Tls {
+        name: name.to_owned(),
+        error: e,
+    };
+    let consumer = |given: &Option<String>| {
+        given
+            .clone()
+            .unwrap_or_else(|| format!("{device_id}-{name}"))
+    };
+    let stopped = shutdown.clone();
+    Ok(match &source.kind {
+        SourceKind::Mqtt(c) => {
+            let source =
+                mqtt::MqttSource::new(c, consumer(&c.connection.client_id)).map_err(tls)?;
+            tokio::spawn(run::run(source, feed, stopped))
+        }
+        #[cfg(feature = "redis")]
+        SourceKind::Redis(c) => {
+            // The contract's default: one consumer per device in a group.
+            let consumer = c.consumer.clone().unwrap_or_else(|| device_id.to_owned());
+            redis::spawn(c, consumer, feed, stopped).map_err(tls)?
+        }
+        #[cfg(feature = "amqp")]
+        SourceKind::Amqp(c) => {
+            let source = amqp::AmqpSource::new(c, consumer(&c.consumer_tag)).map_err(tls)?;
+            tokio::spawn(run::run(source, feed, stopped))
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("the config refuses source types this build lacks"),
+    })
 }

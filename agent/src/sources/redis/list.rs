@@ -1,0 +1,158 @@
+//! `mode = "list"`: the reliable-queue pattern. Each item is moved (BLMOVE, atomically)
+//! from the list into this consumer's processing list `<key>:processing:<consumer>`
+//! and removed from there (LREM) once durable. At connect, what the processing list
+//! still holds (what a crash left) is handled first, oldest first. A refused item is
+//! pushed to `dead_key` as `{"error": …, "payload": …, "list": …}`, if configured.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::Value;
+
+use super::{connected, Links, Server};
+use crate::config::{RedisMode, RedisSourceConfig};
+use crate::sources::incoming::Incoming;
+use crate::sources::run::{Failure, Settled, Source};
+
+pub(in crate::sources) struct ListSource {
+    server: Server,
+    key: String,
+    processing: String,
+    dead_key: Option<String>,
+    count: usize,
+    block: Duration,
+    links: Option<Links>,
+    /// Still taking up what the processing list held at connect.
+    recovering: bool,
+}
+
+impl ListSource {
+    pub fn new(server: Server, config: &RedisSourceConfig, consumer: &str) -> ListSource {
+        let RedisMode::List { key, dead_key } = &config.mode else {
+            unreachable!("a list source of a list config")
+        };
+        ListSource {
+            server,
+            processing: format!("{key}:processing:{consumer}"),
+            key: key.clone(),
+            dead_key: dead_key.clone(),
+            count: config.count,
+            block: config.block,
+            links: None,
+            recovering: true,
+        }
+    }
+
+    fn incoming(&self, item: Vec<u8>, redelivered: bool) -> Incoming<Bytes> {
+        let payload = Bytes::from(item);
+        let mut incoming = Incoming::new(payload.clone(), self.key.clone(), payload);
+        incoming.redelivered = redelivered;
+        incoming
+    }
+
+    /// The oldest items of the processing list (at its right end), oldest first.
+    async fn left_over(&mut self) -> Result<Vec<Vec<u8>>, Failure> {
+        let links = connected(&mut self.links)?;
+        let mut items: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&self.processing)
+            .arg(-(self.count as i64))
+            .arg(-1)
+            .query_async(&mut links.commands.commands)
+            .await
+            .map_err(|e| self.server.failed("LRANGE", e))?;
+        items.reverse();
+        Ok(items)
+    }
+
+    /// Waits for one item, then takes up to a batch of what else is there.
+    async fn take(&mut self) -> Result<Vec<Vec<u8>>, Failure> {
+        let links = connected(&mut self.links)?;
+        let first: Option<Vec<u8>> = redis::cmd("BLMOVE")
+            .arg(&self.key)
+            .arg(&self.processing)
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(self.block.as_secs_f64())
+            .query_async(&mut links.reader.commands)
+            .await
+            .map_err(|e| self.server.failed("BLMOVE", e))?;
+        let Some(first) = first else {
+            return Ok(Vec::new());
+        };
+        let mut more = redis::pipe();
+        for _ in 1..self.count {
+            more.cmd("LMOVE")
+                .arg(&self.key)
+                .arg(&self.processing)
+                .arg("RIGHT")
+                .arg("LEFT");
+        }
+        let more: Vec<Value> = more
+            .query_async(&mut links.commands.commands)
+            .await
+            .map_err(|e| self.server.failed("LMOVE", e))?;
+        let mut items = vec![first];
+        items.extend(more.into_iter().filter_map(|v| match v {
+            Value::BulkString(b) => Some(b),
+            _ => None,
+        }));
+        Ok(items)
+    }
+}
+
+impl Source for ListSource {
+    type Handle = Bytes;
+
+    async fn connect(&mut self) -> Result<(), Failure> {
+        self.links = None;
+        self.links = Some(self.server.links(self.block).await?);
+        self.recovering = true;
+        Ok(())
+    }
+
+    async fn receive(&mut self) -> Result<Vec<Incoming<Self::Handle>>, Failure> {
+        loop {
+            if self.recovering {
+                let items = self.left_over().await?;
+                if !items.is_empty() {
+                    return Ok(items.into_iter().map(|i| self.incoming(i, true)).collect());
+                }
+                self.recovering = false;
+            }
+            let items = self.take().await?;
+            if !items.is_empty() {
+                return Ok(items.into_iter().map(|i| self.incoming(i, false)).collect());
+            }
+        }
+    }
+
+    /// In one round trip: refused items to `dead_key`, then every item removed from
+    /// the processing list (from its old end: a duplicate item removes the older copy).
+    async fn settle(&mut self, settled: Vec<Settled<Self::Handle>>) -> Result<(), Failure> {
+        let mut pipe = redis::pipe();
+        for s in &settled {
+            if let (Settled::Refused(item, reason), Some(dead)) = (s, &self.dead_key) {
+                let record = serde_json::json!({
+                    "error": reason,
+                    "payload": String::from_utf8_lossy(item),
+                    "list": self.key,
+                });
+                pipe.cmd("LPUSH").arg(dead).arg(record.to_string()).ignore();
+            }
+            let (Settled::Accepted(item) | Settled::Refused(item, _)) = s;
+            pipe.cmd("LREM")
+                .arg(&self.processing)
+                .arg(-1)
+                .arg(item.as_ref())
+                .ignore();
+        }
+        let links = connected(&mut self.links)?;
+        pipe.query_async::<()>(&mut links.commands.commands)
+            .await
+            .map_err(|e| self.server.failed("LREM", e))
+    }
+
+    async fn close(&mut self) {
+        self.links = None;
+    }
+}
