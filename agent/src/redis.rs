@@ -139,6 +139,16 @@ async fn open(
         .await
         .map_err(failed)?;
     tcp.set_nodelay(true).map_err(failed)?;
+    // A peer gone without a word (a NAT that forgot the connection, a host that lost
+    // power) is noticed within about a minute, also by a subscriber, which sends
+    // nothing of its own.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    socket2::SockRef::from(&tcp)
+        .set_tcp_keepalive(&keepalive)
+        .map_err(failed)?;
     let Some(config) = tls else {
         return Ok(Box::new(tcp));
     };

@@ -65,10 +65,23 @@ impl Reconnect {
         }
     }
 
-    /// The connection is up: the next failure waits the initial delay again.
+    /// The connection is up and trusted: the next failure waits the initial delay
+    /// again.
     pub fn connected(&mut self) {
-        self.backoff.reset();
+        self.worked();
+        self.up();
+    }
+
+    /// The connection is up (logged), not yet trusted: a failure that always follows
+    /// the connect (a command the server refuses) must not retry at the initial delay
+    /// forever. [`worked`](Self::worked) resets the backoff once it did its job.
+    pub fn up(&self) {
         tracing::info!(what = %self.what, "connected");
+    }
+
+    /// The connection did its job: the next failure waits the initial delay again.
+    pub fn worked(&mut self) {
+        self.backoff.reset();
     }
 
     /// The connection failed: logs why and waits the backoff before the caller tries

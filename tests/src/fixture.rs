@@ -157,3 +157,18 @@ pub fn wait_dead_letters(agent: &Agent, sink: &str, n: usize) -> Value {
         (listing["dead_letters"].as_array()?.len() == n).then_some(listing)
     })
 }
+
+/// Waits for the next checkpoint of the queue's index (flushed to disk): deletes and
+/// drops made before the one it waits for are durable across `kill -9` (a crash
+/// before their checkpoint may bring them back: at-least-once).
+pub fn wait_checkpoint(agent: &Agent) {
+    let checkpoints = || {
+        agent.get_json("/v1/health")["queue"]["checkpoints"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let start = checkpoints();
+    wait_for("a checkpoint of the queue's index", DELIVERY, || {
+        (checkpoints() > start).then_some(())
+    });
+}

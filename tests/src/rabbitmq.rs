@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -322,6 +323,36 @@ impl AmqpClient {
     /// Every message on `queue` now, taken off it.
     pub fn drain(&self, queue: &str) -> Vec<(Vec<u8>, Option<String>)> {
         std::iter::from_fn(|| self.get(queue)).collect()
+    }
+
+    /// A plain consumer: takes `n` messages off `queue` with `prefetch` unacknowledged
+    /// at most and acknowledges each one, doing nothing else (the broker's ceiling).
+    pub fn consume_and_ack(&self, queue: &str, n: usize, prefetch: u16) {
+        use futures_util::StreamExt;
+        runtime().block_on(async {
+            self.channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await
+                .unwrap();
+            let mut consumer = self
+                .channel
+                .basic_consume(
+                    queue.into(),
+                    "plain-consumer".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            for _ in 0..n {
+                let delivery = consumer.next().await.expect("a delivery").unwrap();
+                delivery.ack(BasicAckOptions::default()).await.unwrap();
+            }
+            self.channel
+                .basic_cancel("plain-consumer".into(), BasicCancelOptions::default())
+                .await
+                .unwrap();
+        });
     }
 
     pub fn purge(&self, queue: &str) {

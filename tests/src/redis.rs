@@ -134,7 +134,18 @@ impl Reply {
     }
 }
 
-/// One connection, one command at a time.
+/// `args` as a RESP command, appended to `out`.
+fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        let a = a.as_ref();
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// One connection, one command at a time (or a pipeline of them).
 pub struct RedisClient {
     reader: BufReader<TcpStream>,
 }
@@ -150,15 +161,26 @@ impl RedisClient {
 
     /// Sends a command; its reply (an error reply is a `Reply::Error`).
     pub fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> std::io::Result<Reply> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            let a = a.as_ref();
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        let mut out = Vec::new();
+        encode(&mut out, args);
         self.reader.get_mut().write_all(&out)?;
         self.read()
+    }
+
+    /// Sends `commands` in one write and reads their replies (a backlog loaded in
+    /// one round trip instead of one per entry).
+    pub fn pipeline<A: AsRef<[u8]>>(&mut self, commands: &[Vec<A>]) -> Vec<Reply> {
+        let mut out = Vec::new();
+        for args in commands {
+            encode(&mut out, args);
+        }
+        self.reader
+            .get_mut()
+            .write_all(&out)
+            .expect("redis connection");
+        (0..commands.len())
+            .map(|_| self.read().expect("redis connection"))
+            .collect()
     }
 
     /// Sends a command and panics on an error reply.

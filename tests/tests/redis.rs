@@ -212,6 +212,68 @@ fn refused_entries_are_acknowledged_counted_and_copied_to_the_dead_key() {
 }
 
 #[test]
+fn a_refused_entry_whose_copy_fails_stays_pending_until_the_dead_key_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), &[]);
+    let store = Receiver::start();
+    let mut client = redis.client();
+    client.cmd(&["SET", "cams:dead", "not a stream"]); // the copy will fail: WRONGTYPE
+    let config = source_config(
+        "redis",
+        "faulty_plugin",
+        &store.url("/in"),
+        &format!(
+            "url = \"{}\"\nkey = \"cams\"\ndead_key = \"cams:dead\"\nclaim_idle_ms = 1000",
+            redis.url()
+        ),
+    );
+    let agent = Agent::start(dir.path(), &config);
+    // The plugin refuses the first entry; without its copy it must not hold up the
+    // entries behind it. A field name that is not UTF-8 (binary-safe at Redis) is no
+    // reason to fail either.
+    client.xadd("cams", &[("payload", b"{\"fault\": 7}")]);
+    client.cmd(&[
+        &b"XADD"[..],
+        b"cams",
+        b"*",
+        b"\xff\xfe",
+        b"x",
+        b"payload",
+        b"{\"n\": 0}",
+    ]);
+    client.xadd("cams", &[("payload", b"{\"n\": 1}")]);
+    wait_numbers_delivered(&store, 2, &agent);
+    let h = wait_for("the failed copy in last_error", DELIVERY, || {
+        let h = source_health(&agent);
+        h["last_error"].as_str()?.contains("dead_key").then_some(h)
+    });
+    assert!(
+        h["last_error"].as_str().unwrap().contains("WRONGTYPE"),
+        "{h}"
+    );
+    assert_eq!(
+        client.pending("cams", "outpost"),
+        1,
+        "only the refused entry, without its copy, stays pending: {h}"
+    );
+    client.cmd(&["DEL", "cams:dead"]);
+    wait_for(
+        "the refused entry copied and acknowledged",
+        DELIVERY,
+        || {
+            (client.entries("cams:dead").len() == 1 && client.pending("cams", "outpost") == 0)
+                .then_some(())
+        },
+    );
+    let events: usize = store
+        .accepted()
+        .iter()
+        .map(|m| m.json()["events"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(events, 2, "the accepted entries were not taken again");
+}
+
+#[test]
 fn list_mode_takes_up_what_a_crash_left_in_the_processing_list_first() {
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path(), &[]);

@@ -4,11 +4,12 @@
 //! indexed only if all of them are found (a request is accepted whole or not at all).
 //!
 //! The checkpoint of a journal — where it is indexed up to — is written into the index
-//! with the records of each group commit, in the same atomic batch: whatever state of
-//! the index sled recovers (a prefix of its writes), its checkpoints say exactly which
-//! frames it holds. So a message deleted before a crash (delivered, dropped) is not
-//! brought back by the replay unless its deletion itself was lost with the crash; then
-//! it is delivered again with its id (at-least-once).
+//! after the records of each group commit (in that order; sled recovers a prefix of
+//! its writes): whatever state of the index sled recovers, every frame before a
+//! checkpoint it holds is indexed, and frames past it (some may be indexed already) are
+//! indexed again under the same keys. So a message deleted before a crash (delivered,
+//! dropped) is not brought back by the replay unless its deletion itself was lost with
+//! the crash; then it is delivered again with its id (at-least-once).
 
 use std::collections::HashMap;
 

@@ -46,23 +46,26 @@ impl FileTransport {
     }
 }
 
-fn line(message: &StoredMessage) -> Vec<u8> {
+/// Appends `message` to `out` as one NDJSON line.
+fn write_line(out: &mut Vec<u8>, message: &StoredMessage) {
     let json =
         message.content_type.starts_with("application/json") && !message.payload.contains(&b'\n');
     let payload = match json.then(|| serde_json::from_slice::<&RawValue>(&message.payload)) {
         Some(Ok(raw)) => Payload::Json(raw),
         _ => Payload::Text(String::from_utf8_lossy(&message.payload)),
     };
-    let mut out = serde_json::to_vec(&Line {
-        id: message.idempotency_key().into_owned(),
-        enqueued_ms: message.enqueued_ms,
-        content_type: &message.content_type,
-        topic: message.topic.as_deref(),
-        payload,
-    })
+    serde_json::to_writer(
+        &mut *out,
+        &Line {
+            id: message.idempotency_key().into_owned(),
+            enqueued_ms: message.enqueued_ms,
+            content_type: &message.content_type,
+            topic: message.topic.as_deref(),
+            payload,
+        },
+    )
     .expect("serialising to a Vec cannot fail");
     out.push(b'\n');
-    out
 }
 
 impl Transport for FileTransport {
@@ -72,7 +75,12 @@ impl Transport for FileTransport {
     }
 
     async fn deliver(&self, batch: &[StoredMessage]) -> Result<Delivered, Partial> {
-        let bytes: Vec<u8> = batch.iter().flat_map(line).collect();
+        // Serialised straight into one buffer (collecting per-line vectors through
+        // `flat_map` copied byte by byte: a tenth of the agent's CPU on a backlog).
+        let mut bytes = Vec::with_capacity(batch.iter().map(|m| m.payload.len() + 128).sum());
+        for message in batch {
+            write_line(&mut bytes, message);
+        }
         let (path, file) = (self.path.clone(), Arc::clone(&self.file));
         tokio::task::spawn_blocking(move || {
             let mut guard = sync::lock(&file);

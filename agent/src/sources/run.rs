@@ -16,14 +16,39 @@ use crate::queue::QueueError;
 use crate::retry::{Backoff, Reconnect};
 use crate::shutdown::Shutdown;
 
-/// Why a source's connection failed (the loop reconnects).
+/// Why a source's connection failed (the loop reconnects), or why a settle left
+/// messages at the source while the connection is fine (the loop notes it and goes on:
+/// the source's own redelivery brings them back).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Failure(pub String);
+#[error("{message}")]
+pub struct Failure {
+    message: String,
+    connection: ConnectionState,
+}
+
+/// Whether a [`Failure`] cost the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectionState {
+    Lost,
+    Kept,
+}
 
 impl Failure {
+    /// The connection (or the source behind it) failed: reconnect.
     pub fn new(what: impl std::fmt::Display) -> Failure {
-        Failure(what.to_string())
+        Failure {
+            message: what.to_string(),
+            connection: ConnectionState::Lost,
+        }
+    }
+
+    /// Some messages were left at the source, unacknowledged, for a reason of their
+    /// own (say, their copy to a dead key failed); the connection works.
+    pub fn left_at_source(what: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: what.to_string(),
+            connection: ConnectionState::Kept,
+        }
     }
 }
 
@@ -94,7 +119,9 @@ pub async fn run<S: Source>(mut source: S, feed: Feed, mut shutdown: Shutdown) {
             }
             continue;
         }
-        reconnect.connected();
+        // The backoff is reset once a batch is settled (or a read comes back empty):
+        // a source that fails right after each connect backs off.
+        reconnect.up();
         feed.state.set_status(SourceStatus::Connected);
         loop {
             let batch = tokio::select! {
@@ -102,6 +129,10 @@ pub async fn run<S: Source>(mut source: S, feed: Feed, mut shutdown: Shutdown) {
                 _ = shutdown.stopped() => break 'connect,
             };
             let settled = match batch {
+                Ok(batch) if batch.is_empty() => {
+                    reconnect.worked();
+                    continue;
+                }
                 Ok(batch) => {
                     match hand_over(&feed, source.keeps_unsettled(), batch, &mut shutdown).await {
                         Some(settled) => settled,
@@ -116,14 +147,23 @@ pub async fn run<S: Source>(mut source: S, feed: Feed, mut shutdown: Shutdown) {
                 }
             };
             let (acked, refused) = tally(&feed.state, &settled);
-            if let Err(e) = source.settle(settled).await {
-                if fail(&feed, &mut reconnect, &e, &mut shutdown).await {
-                    break 'connect;
+            match source.settle(settled).await {
+                Ok(()) => SourceState::count(&feed.state.rejected, refused),
+                // The refused ones stay at the source; the accepted ones were settled.
+                Err(e) if e.connection == ConnectionState::Kept => {
+                    tracing::warn!(source = %feed.name, error = %e,
+                        "refused messages left at the source: they come back later");
+                    feed.state.failed(&e);
                 }
-                continue 'connect;
+                Err(e) => {
+                    if fail(&feed, &mut reconnect, &e, &mut shutdown).await {
+                        break 'connect;
+                    }
+                    continue 'connect;
+                }
             }
+            reconnect.worked();
             SourceState::count(&feed.state.acked, acked);
-            SourceState::count(&feed.state.rejected, refused);
         }
     }
     source.close().await;
@@ -222,6 +262,12 @@ fn outcomes(
             Some(Err(
                 e @ (PipelineError::Plugin(_) | PipelineError::Queue(QueueError::UnknownSink(_))),
             )) => done.push(Err(e.to_string())),
+            // Larger than the whole queue may be: it would never fit.
+            Some(Err(e @ PipelineError::Queue(QueueError::Full { needed, max })))
+                if needed > max =>
+            {
+                done.push(Err(e.to_string()))
+            }
             Some(Err(e)) => return (done, Some(e)),
             None => break, // the pipeline stopped at an earlier one
         }

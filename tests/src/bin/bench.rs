@@ -21,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod https;
 #[path = "bench/plugin.rs"]
 mod plugin;
+#[path = "bench/sources.rs"]
+mod sources;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +44,8 @@ fn main() {
         "mqtt-16",
         "mqtt-delay",
         "mqtt-drain",
+        "redis-source",
+        "amqp-source",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -75,6 +79,8 @@ fn main() {
             "mqtt-16" => mqtt_default_window(),
             "mqtt-delay" => mqtt_delay(),
             "mqtt-drain" => mqtt_drain(),
+            "redis-source" => sources::redis_stream(),
+            "amqp-source" => sources::amqp_queue(),
             other => eprintln!(
                 "unknown scenario {other}; known: {all:?} (and plugin's parts: plugin-calls, plugin-idle)"
             ),
@@ -583,9 +589,12 @@ fn mqtt_sink_config(port: u16, in_flight: usize, extra: &str) -> String {
     ))
 }
 
+/// The bench config with an HTTP sink to `url`; `OUTPOST_BENCH_HTTP_SINK` adds keys
+/// (e.g. `batch_max_messages = 100`, to see what delivery costs of the agent's CPU).
 fn http_sink_config(url: &str) -> String {
+    let extra = std::env::var("OUTPOST_BENCH_HTTP_SINK").unwrap_or_default();
     bench_config(&format!(
-        "type = \"http\"\nurl = \"{url}\"\nretry = {{ initial_ms = 100, max_ms = 1000 }}"
+        "type = \"http\"\nurl = \"{url}\"\nretry = {{ initial_ms = 100, max_ms = 1000 }}\n{extra}"
     ))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::Value;
 
-use super::{connected, Links, Server};
+use super::{connected, copy_then_ack, Links, Server};
 use crate::config::{RedisMode, RedisSourceConfig};
 use crate::sources::incoming::Incoming;
 use crate::sources::run::{Failure, Settled, Source};
@@ -126,30 +126,45 @@ impl Source for ListSource {
         }
     }
 
-    /// In one round trip: refused items to `dead_key`, then every item removed from
-    /// the processing list (from its old end: a duplicate item removes the older copy).
+    /// Refused items to `dead_key` (if set), then the items removed from the
+    /// processing list, from its old end: a duplicate item removes the older copy
+    /// ([`copy_then_ack`]: not the refused ones if their copy failed).
     async fn settle(&mut self, settled: Vec<Settled<Self::Handle>>) -> Result<(), Failure> {
-        let mut pipe = redis::pipe();
-        for s in &settled {
-            if let (Settled::Refused(item, reason), Some(dead)) = (s, &self.dead_key) {
-                let record = serde_json::json!({
-                    "error": reason,
-                    "payload": String::from_utf8_lossy(item),
-                    "list": self.key,
-                });
-                pipe.cmd("LPUSH").arg(dead).arg(record.to_string()).ignore();
+        let refused = |s: &Settled<_>| matches!(s, Settled::Refused(..));
+        let copies = self
+            .dead_key
+            .as_ref()
+            .filter(|_| settled.iter().any(refused))
+            .map(|dead| {
+                let mut pipe = redis::pipe();
+                for s in &settled {
+                    if let Settled::Refused(item, reason) = s {
+                        let record = serde_json::json!({
+                            "error": reason,
+                            "payload": String::from_utf8_lossy(item),
+                            "list": self.key,
+                        });
+                        pipe.cmd("LPUSH").arg(dead).arg(record.to_string()).ignore();
+                    }
+                }
+                pipe
+            });
+        let processing = &self.processing;
+        let acks = |copied: bool| {
+            let mut items = settled.iter().filter(|s| copied || !refused(s)).peekable();
+            items.peek()?;
+            let mut pipe = redis::pipe();
+            for s in items {
+                let (Settled::Accepted(item) | Settled::Refused(item, _)) = s;
+                pipe.cmd("LREM")
+                    .arg(processing)
+                    .arg(-1)
+                    .arg(item.as_ref())
+                    .ignore();
             }
-            let (Settled::Accepted(item) | Settled::Refused(item, _)) = s;
-            pipe.cmd("LREM")
-                .arg(&self.processing)
-                .arg(-1)
-                .arg(item.as_ref())
-                .ignore();
-        }
-        let links = connected(&mut self.links)?;
-        pipe.query_async::<()>(&mut links.commands.commands)
-            .await
-            .map_err(|e| self.server.failed("LREM", e))
+            Some(pipe)
+        };
+        copy_then_ack(&mut self.links, &self.server, copies, acks).await
     }
 
     async fn close(&mut self) {

@@ -80,11 +80,40 @@ impl Server {
 
     /// A command's failure, naming the server.
     fn failed(&self, what: &str, error: redis::RedisError) -> Failure {
-        Failure(format!("{}: {what}: {error}", self.connection))
+        Failure::new(format!("{}: {what}: {error}", self.connection))
     }
 }
 
 /// The links, or the failure of using them before `connect`.
 fn connected(links: &mut Option<Links>) -> Result<&mut Links, Failure> {
     links.as_mut().ok_or_else(|| Failure::new("not connected"))
+}
+
+/// Settles a batch: first the copies of refused messages to the dead key (`copies`,
+/// if any), then the acknowledgements `acks(copied)` builds (if any) — of every message when
+/// the copies were written, of the accepted ones only when they were not. So a
+/// refused message is never acknowledged without its copy: it stays at Redis (a
+/// stream entry is claimed again after `claim_idle`, a list item is taken up at the
+/// next connect), and the copy's error is the source's `last_error`; the source goes on.
+/// (One pipeline for both would not do: Redis runs an XACK after a failed XADD.)
+async fn copy_then_ack(
+    links: &mut Option<Links>,
+    server: &Server,
+    copies: Option<redis::Pipeline>,
+    acks: impl FnOnce(bool) -> Option<redis::Pipeline>,
+) -> Result<(), Failure> {
+    let commands = &mut connected(links)?.commands.commands;
+    let copied = match copies {
+        Some(copies) => copies
+            .query_async::<()>(commands)
+            .await
+            .map_err(|e| server.failed("copy to dead_key", e)),
+        None => Ok(()),
+    };
+    if let Some(acks) = acks(copied.is_ok()) {
+        acks.query_async::<()>(commands)
+            .await
+            .map_err(|e| server.failed("acknowledge", e))?;
+    }
+    copied.map_err(Failure::left_at_source)
 }

@@ -69,7 +69,7 @@ impl Source for PubSubSource {
 
     async fn receive(&mut self) -> Result<Vec<Incoming<()>>, Failure> {
         let lost = || {
-            Failure(format!(
+            Failure::new(format!(
                 "{}: subscription connection lost",
                 self.server.connection
             ))

@@ -89,7 +89,7 @@ fn entry(item: Value) -> Result<Entry, Malformed> {
             let mut fields = Vec::with_capacity(flat.len() / 2);
             let mut flat = flat.into_iter();
             while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-                let k = text(k).ok_or(Malformed("a field name"))?;
+                let k = name(k).ok_or(Malformed("a field name"))?;
                 fields.push((k, bytes(v).ok_or(Malformed("a field value"))?));
             }
             Some(fields)
@@ -97,7 +97,7 @@ fn entry(item: Value) -> Result<Entry, Malformed> {
         Some(Value::Map(pairs)) => Some(
             pairs
                 .into_iter()
-                .map(|(k, v)| Some((text(k)?, bytes(v)?)))
+                .map(|(k, v)| Some((name(k)?, bytes(v)?)))
                 .collect::<Option<Vec<_>>>()
                 .ok_or(Malformed("entry fields"))?,
         ),
@@ -113,6 +113,12 @@ fn bytes(v: Value) -> Option<Bytes> {
         Value::Int(n) => Some(Bytes::from(n.to_string())),
         _ => None,
     }
+}
+
+/// A field name: binary-safe at Redis, so read lossily (one producer's odd name must
+/// not make the whole read fail and the entry pend forever).
+fn name(v: Value) -> Option<String> {
+    bytes(v).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 fn text(v: Value) -> Option<String> {

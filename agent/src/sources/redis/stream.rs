@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::Value;
+use tokio::task::JoinHandle;
 
 use super::reply::{self, Entry};
-use super::{connected, Links, Server};
+use super::{connected, copy_then_ack, Links, Server};
 use crate::config::{RedisMode, RedisSourceConfig};
 use crate::sources::incoming::Incoming;
 use crate::sources::run::{Failure, Settled, Source};
@@ -29,6 +30,11 @@ pub(in crate::sources) struct StreamSource {
     links: Option<Links>,
     phase: Phase,
     next_claim: Instant,
+    /// The next read of new entries, sent as soon as a batch of them is handed over:
+    /// Redis answers it while the plugin and the disk work on that batch. What it took
+    /// is pending for this consumer, so a read cut short (reconnect, shutdown) is read
+    /// again from the pending entries at the next connect.
+    ahead: Option<JoinHandle<Result<Vec<Entry>, Failure>>>,
 }
 
 /// Where the next read comes from.
@@ -72,6 +78,39 @@ impl StreamSource {
             links: None,
             phase: Phase::New,
             next_claim: Instant::now(),
+            ahead: None,
+        }
+    }
+
+    /// Drops the read sent ahead, if any.
+    fn cancel_ahead(&mut self) {
+        if let Some(read) = self.ahead.take() {
+            read.abort();
+        }
+    }
+
+    /// Sends the next blocking read of new entries on the reader link, in a task.
+    fn read_ahead(&mut self) {
+        let Some(links) = &self.links else { return };
+        let cmd = self.read_command(">");
+        let mut reader = links.reader.commands.clone();
+        let target = self.server.connection.to_string();
+        self.ahead = Some(tokio::spawn(async move {
+            let reply: Value = cmd
+                .query_async(&mut reader)
+                .await
+                .map_err(|e| Failure::new(format!("{target}: XREADGROUP: {e}")))?;
+            reply::read_entries(reply).map_err(Failure::new)
+        }));
+    }
+
+    /// New entries: those of the read sent ahead, or a read now.
+    async fn read_new(&mut self) -> Result<Vec<Entry>, Failure> {
+        match self.ahead.take() {
+            Some(read) => read
+                .await
+                .map_err(|e| Failure::new(format!("the read sent ahead failed: {e}")))?,
+            None => self.read(">").await,
         }
     }
 
@@ -97,20 +136,25 @@ impl StreamSource {
     }
 
     /// XREADGROUP from `after` (`>`: new entries, blocking).
-    async fn read(&mut self, after: &str) -> Result<Vec<Entry>, Failure> {
+    fn read_command(&self, after: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.group)
             .arg(&self.consumer)
             .arg("COUNT")
             .arg(self.count);
-        let blocking = after == ">";
-        if blocking {
+        if after == ">" {
             cmd.arg("BLOCK").arg(self.block.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(&self.key).arg(after);
+        cmd
+    }
+
+    /// Reads from `after` (`>`: new entries, blocking, on the reader link).
+    async fn read(&mut self, after: &str) -> Result<Vec<Entry>, Failure> {
+        let cmd = self.read_command(after);
         let links = connected(&mut self.links)?;
-        let link = if blocking {
+        let link = if after == ">" {
             &mut links.reader
         } else {
             &mut links.commands
@@ -152,6 +196,7 @@ impl Source for StreamSource {
     /// Connects and makes sure the group exists (created at the start of the stream,
     /// and the stream with it, when missing).
     async fn connect(&mut self) -> Result<(), Failure> {
+        self.cancel_ahead();
         self.links = None;
         let mut links = self.server.links(self.block).await?;
         let created: Result<Value, _> = redis::cmd("XGROUP")
@@ -206,8 +251,9 @@ impl Source for StreamSource {
                     self.phase = Phase::Claiming("0-0".to_owned());
                 }
                 Phase::New => {
-                    let entries = self.read(">").await?;
+                    let entries = self.read_new().await?;
                     if !entries.is_empty() {
+                        self.read_ahead();
                         return Ok(entries
                             .into_iter()
                             .map(|e| self.incoming(e, false))
@@ -218,39 +264,59 @@ impl Source for StreamSource {
         }
     }
 
-    /// Copies refused entries to `dead_key` (if set), then acknowledges every entry in
-    /// one XACK, all in one round trip: if the copy fails, nothing is acknowledged and
-    /// the entries stay pending (read again after the reconnect).
+    /// Copies refused entries to `dead_key` (if set), then acknowledges them in one
+    /// XACK ([`copy_then_ack`]: not the refused ones if their copy failed).
     async fn settle(&mut self, settled: Vec<Settled<Self::Handle>>) -> Result<(), Failure> {
-        let mut pipe = redis::pipe();
-        let mut ack = redis::cmd("XACK");
-        ack.arg(&self.key).arg(&self.group);
-        for s in &settled {
-            let (Settled::Accepted(entry) | Settled::Refused(entry, _)) = s;
-            ack.arg(&entry.id);
-            if let (Settled::Refused(entry, reason), Some(dead)) = (s, &self.dead_key) {
-                pipe.cmd("XADD")
-                    .arg(dead)
-                    .arg("*")
-                    .arg(&self.field)
-                    .arg(entry.payload.as_ref())
-                    .arg("error")
-                    .arg(reason)
-                    .arg("stream")
-                    .arg(&self.key)
-                    .arg("entry")
-                    .arg(&entry.id)
-                    .ignore();
+        let refused = |s: &Settled<_>| matches!(s, Settled::Refused(..));
+        let copies = self
+            .dead_key
+            .as_ref()
+            .filter(|_| settled.iter().any(refused))
+            .map(|dead| {
+                let mut pipe = redis::pipe();
+                for s in &settled {
+                    if let Settled::Refused(entry, reason) = s {
+                        pipe.cmd("XADD")
+                            .arg(dead)
+                            .arg("*")
+                            .arg(&self.field)
+                            .arg(entry.payload.as_ref())
+                            .arg("error")
+                            .arg(reason)
+                            .arg("stream")
+                            .arg(&self.key)
+                            .arg("entry")
+                            .arg(&entry.id)
+                            .ignore();
+                    }
+                }
+                pipe
+            });
+        let (key, group) = (&self.key, &self.group);
+        let acks = |copied: bool| {
+            let mut ids = settled.iter().filter(|s| copied || !refused(s)).peekable();
+            ids.peek()?;
+            let mut ack = redis::cmd("XACK");
+            ack.arg(key).arg(group);
+            for s in ids {
+                let (Settled::Accepted(entry) | Settled::Refused(entry, _)) = s;
+                ack.arg(&entry.id);
             }
-        }
-        pipe.add_command(ack).ignore();
-        let links = connected(&mut self.links)?;
-        pipe.query_async::<()>(&mut links.commands.commands)
-            .await
-            .map_err(|e| self.server.failed("XACK", e))
+            let mut pipe = redis::pipe();
+            pipe.add_command(ack).ignore();
+            Some(pipe)
+        };
+        copy_then_ack(&mut self.links, &self.server, copies, acks).await
     }
 
     async fn close(&mut self) {
+        self.cancel_ahead();
         self.links = None;
+    }
+}
+
+impl Drop for StreamSource {
+    fn drop(&mut self) {
+        self.cancel_ahead();
     }
 }
