@@ -93,14 +93,16 @@ impl RabbitMq {
             .expect("start rabbitmq-server (apt-get install rabbitmq-server)");
         self.child = Some(child);
         let port = self.port;
+        // Each try is bounded: a broker still booting can take the TCP connection and
+        // never answer the AMQP handshake (a try without a timeout hung a test run).
         crate::wait_for("rabbitmq to accept AMQP", Duration::from_secs(90), || {
-            runtime()
-                .block_on(Connection::connect(
-                    &format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
-                    ConnectionProperties::default(),
-                ))
-                .ok()
-                .map(|c| drop(runtime().block_on(c.close(200, "ok".into()))))
+            runtime().block_on(async {
+                let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+                let connect = Connection::connect(&url, ConnectionProperties::default());
+                let connection = tokio::time::timeout(TRY, connect).await.ok()?.ok()?;
+                let _ = tokio::time::timeout(TRY, connection.close(200, "ok".into())).await;
+                Some(())
+            })
         });
     }
 
@@ -184,6 +186,9 @@ impl Drop for RabbitMq {
     }
 }
 
+/// How long one connection attempt to a starting broker may take.
+const TRY: Duration = Duration::from_secs(5);
+
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RT.get_or_init(|| {
@@ -204,8 +209,10 @@ pub struct AmqpClient {
 impl AmqpClient {
     pub fn connect(url: &str) -> AmqpClient {
         runtime().block_on(async {
-            let connection = Connection::connect(url, ConnectionProperties::default())
+            let connect = Connection::connect(url, ConnectionProperties::default());
+            let connection = tokio::time::timeout(Duration::from_secs(60), connect)
                 .await
+                .expect("rabbitmq answers the AMQP handshake within 60 s")
                 .expect("connect to rabbitmq");
             let channel = connection.create_channel().await.unwrap();
             channel
@@ -367,6 +374,8 @@ impl AmqpClient {
 
 impl Drop for AmqpClient {
     fn drop(&mut self) {
-        let _ = runtime().block_on(self.connection.close(200, "done".into()));
+        // Bounded: the broker may be gone.
+        let close = self.connection.close(200, "done".into());
+        let _ = runtime().block_on(async { tokio::time::timeout(TRY, close).await });
     }
 }
