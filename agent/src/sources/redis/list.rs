@@ -130,41 +130,26 @@ impl Source for ListSource {
     /// processing list, from its old end: a duplicate item removes the older copy
     /// ([`copy_then_ack`]: not the refused ones if their copy failed).
     async fn settle(&mut self, settled: Vec<Settled<Self::Handle>>) -> Result<(), Failure> {
-        let refused = |s: &Settled<_>| matches!(s, Settled::Refused(..));
-        let copies = self
-            .dead_key
-            .as_ref()
-            .filter(|_| settled.iter().any(refused))
-            .map(|dead| {
-                let mut pipe = redis::pipe();
-                for s in &settled {
-                    if let Settled::Refused(item, reason) = s {
-                        let record = serde_json::json!({
-                            "error": reason,
-                            "payload": String::from_utf8_lossy(item),
-                            "list": self.key,
-                        });
-                        pipe.cmd("LPUSH").arg(dead).arg(record.to_string()).ignore();
-                    }
-                }
-                pipe
+        let (key, processing) = (&self.key, &self.processing);
+        let copy = |pipe: &mut redis::Pipeline, dead: &str, item: &Bytes, reason: &str| {
+            let record = serde_json::json!({
+                "error": reason,
+                "payload": String::from_utf8_lossy(item),
+                "list": key,
             });
-        let processing = &self.processing;
-        let acks = |copied: bool| {
-            let mut items = settled.iter().filter(|s| copied || !refused(s)).peekable();
-            items.peek()?;
-            let mut pipe = redis::pipe();
-            for s in items {
-                let (Settled::Accepted(item) | Settled::Refused(item, _)) = s;
+            pipe.cmd("LPUSH").arg(dead).arg(record.to_string()).ignore();
+        };
+        let ack = |pipe: &mut redis::Pipeline, items: Vec<&Bytes>| {
+            for item in items {
                 pipe.cmd("LREM")
                     .arg(processing)
                     .arg(-1)
                     .arg(item.as_ref())
                     .ignore();
             }
-            Some(pipe)
         };
-        copy_then_ack(&mut self.links, &self.server, copies, acks).await
+        let dead_key = self.dead_key.as_deref();
+        copy_then_ack(&mut self.links, &self.server, &settled, dead_key, copy, ack).await
     }
 
     async fn close(&mut self) {

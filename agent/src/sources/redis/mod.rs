@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::run::{self, Failure, Feed};
+use super::run::{self, Failure, Feed, Settled};
 use crate::config::{RedisConnection, RedisMode, RedisSourceConfig};
 use crate::redis::{self as link, Link};
 use crate::shutdown::Shutdown;
@@ -89,28 +89,45 @@ fn connected(links: &mut Option<Links>) -> Result<&mut Links, Failure> {
     links.as_mut().ok_or_else(|| Failure::new("not connected"))
 }
 
-/// Settles a batch: first the copies of refused messages to the dead key (`copies`,
-/// if any), then the acknowledgements `acks(copied)` builds (if any) — of every message when
+/// Settles a batch: first the copies (`copy`) of refused messages to the dead key,
+/// if any, then the acknowledgements `ack` adds for a set of messages — every one when
 /// the copies were written, of the accepted ones only when they were not. So a
 /// refused message is never acknowledged without its copy: it stays at Redis (a
 /// stream entry is claimed again after `claim_idle`, a list item is taken up at the
 /// next connect), and the copy's error is the source's `last_error`; the source goes on.
 /// (One pipeline for both would not do: Redis runs an XACK after a failed XADD.)
-async fn copy_then_ack(
+async fn copy_then_ack<H>(
     links: &mut Option<Links>,
     server: &Server,
-    copies: Option<redis::Pipeline>,
-    acks: impl FnOnce(bool) -> Option<redis::Pipeline>,
+    settled: &[Settled<H>],
+    dead_key: Option<&str>,
+    copy: impl Fn(&mut redis::Pipeline, &str, &H, &str),
+    ack: impl FnOnce(&mut redis::Pipeline, Vec<&H>),
 ) -> Result<(), Failure> {
     let commands = &mut connected(links)?.commands.commands;
-    let copied = match copies {
-        Some(copies) => copies
+    let mut copies = redis::pipe();
+    for s in settled {
+        if let (Settled::Refused(handle, reason), Some(dead)) = (s, dead_key) {
+            copy(&mut copies, dead, handle, reason);
+        }
+    }
+    let copied = match copies.is_empty() {
+        true => Ok(()),
+        false => copies
             .query_async::<()>(commands)
             .await
             .map_err(|e| server.failed("copy to dead_key", e)),
-        None => Ok(()),
     };
-    if let Some(acks) = acks(copied.is_ok()) {
+    let settle: Vec<&H> = settled
+        .iter()
+        .filter_map(|s| match s {
+            Settled::Accepted(h) => Some(h),
+            Settled::Refused(h, _) => copied.is_ok().then_some(h),
+        })
+        .collect();
+    if !settle.is_empty() {
+        let mut acks = redis::pipe();
+        ack(&mut acks, settle);
         acks.query_async::<()>(commands)
             .await
             .map_err(|e| server.failed("acknowledge", e))?;

@@ -267,46 +267,31 @@ impl Source for StreamSource {
     /// Copies refused entries to `dead_key` (if set), then acknowledges them in one
     /// XACK ([`copy_then_ack`]: not the refused ones if their copy failed).
     async fn settle(&mut self, settled: Vec<Settled<Self::Handle>>) -> Result<(), Failure> {
-        let refused = |s: &Settled<_>| matches!(s, Settled::Refused(..));
-        let copies = self
-            .dead_key
-            .as_ref()
-            .filter(|_| settled.iter().any(refused))
-            .map(|dead| {
-                let mut pipe = redis::pipe();
-                for s in &settled {
-                    if let Settled::Refused(entry, reason) = s {
-                        pipe.cmd("XADD")
-                            .arg(dead)
-                            .arg("*")
-                            .arg(&self.field)
-                            .arg(entry.payload.as_ref())
-                            .arg("error")
-                            .arg(reason)
-                            .arg("stream")
-                            .arg(&self.key)
-                            .arg("entry")
-                            .arg(&entry.id)
-                            .ignore();
-                    }
-                }
-                pipe
-            });
-        let (key, group) = (&self.key, &self.group);
-        let acks = |copied: bool| {
-            let mut ids = settled.iter().filter(|s| copied || !refused(s)).peekable();
-            ids.peek()?;
-            let mut ack = redis::cmd("XACK");
-            ack.arg(key).arg(group);
-            for s in ids {
-                let (Settled::Accepted(entry) | Settled::Refused(entry, _)) = s;
-                ack.arg(&entry.id);
-            }
-            let mut pipe = redis::pipe();
-            pipe.add_command(ack).ignore();
-            Some(pipe)
+        let (key, group, field) = (&self.key, &self.group, &self.field);
+        let copy = |pipe: &mut redis::Pipeline, dead: &str, entry: &EntryHandle, reason: &str| {
+            pipe.cmd("XADD")
+                .arg(dead)
+                .arg("*")
+                .arg(field)
+                .arg(entry.payload.as_ref())
+                .arg("error")
+                .arg(reason)
+                .arg("stream")
+                .arg(key)
+                .arg("entry")
+                .arg(&entry.id)
+                .ignore();
         };
-        copy_then_ack(&mut self.links, &self.server, copies, acks).await
+        let ack = |pipe: &mut redis::Pipeline, entries: Vec<&EntryHandle>| {
+            let mut xack = redis::cmd("XACK");
+            xack.arg(key).arg(group);
+            for entry in entries {
+                xack.arg(&entry.id);
+            }
+            pipe.add_command(xack).ignore();
+        };
+        let dead_key = self.dead_key.as_deref();
+        copy_then_ack(&mut self.links, &self.server, &settled, dead_key, copy, ack).await
     }
 
     async fn close(&mut self) {
