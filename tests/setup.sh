@@ -7,7 +7,9 @@
 #   tests/setup.sh demo    # the demo: a C compiler and curl
 #   tests/setup.sh tests   # the test suite: brokers (mosquitto, redis-server,
 #                          # rabbitmq-server), proxy, certificates, ARM cross
-#                          # compilers and qemu-user, FUSE (the test filesystem)
+#                          # compilers and qemu-user, FUSE (the test filesystem),
+#                          # and the OpAMP test server's Python venv (PyPI:
+#                          # opentelemetry-opamp-client, websockets)
 #
 # Idempotent: what is there already is left alone. Installs Debian packages with
 # apt-get (as root, or through sudo).
@@ -67,6 +69,8 @@ tests | ci)
     want redis-server redis-server
     want redis-cli redis-tools
     want rabbitmq-server rabbitmq-server
+    want python3 python3
+    python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
     ;;
 *)
     echo "usage: tests/setup.sh demo|tests" >&2
@@ -80,4 +84,17 @@ if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# --- The OpAMP test server (tests/fleet/opamp_server.py): OpenTelemetry's generated
+# OpAMP classes and a WebSocket server, from PyPI, in a venv of their own.
+if [ "$what" != demo ]; then
+    venv=tests/.opamp-venv
+    if ! "$venv/bin/python" -c 'import websockets; from opentelemetry._opamp.proto import opamp_pb2' 2>/dev/null; then
+        say "installing the OpAMP test server's Python packages into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check \
+            'opentelemetry-opamp-client==0.5b0' 'websockets>=13,<18'
+    fi
 fi

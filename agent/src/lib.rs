@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Sinks: HTTP, MQTT, file, Redis, AMQP. Sources and sinks of Redis and AMQP are cargo
-//! features (`redis`, `amqp`).
+//! features (`redis`, `amqp`), and so is fleet management over OpAMP (`fleet`).
 //!
 //! `server` serves the producer API (`ingest`) and the operator API (`operator`);
 //! `app` assembles the parts and shuts them down in order. A producer's 202 means its
@@ -23,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fleet;
 pub mod ingest;
 pub mod logging;
 pub mod monitoring;
@@ -36,6 +37,7 @@ pub mod redis;
 pub mod retry;
 pub mod server;
 pub mod shutdown;
+pub mod signing;
 pub mod sinks;
 pub mod sources;
 pub mod sync;

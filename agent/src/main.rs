@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Keys and signatures for fleet plugin packages (on the build machine).
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Precompile a WASM plugin into a `.cwasm` the agent loads without compiling
     /// (the only kind a runtime-only build loads).
     Compile {
@@ -58,6 +63,25 @@ enum Command {
         /// Where to write it (default: `<name>.cwasm` beside the module).
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetAction {
+    /// Make an ed25519 key pair: the private key into FILE, the public key (for
+    /// `fleet.trusted_keys`) into FILE.pub.
+    Keygen {
+        /// Where the private key goes (not overwritten).
+        file: PathBuf,
+    },
+    /// Sign a plugin package: prints its sha256 and signature (hex, JSON) for the
+    /// OpAMP server's package offer.
+    Sign {
+        /// The private key (from `outpost fleet keygen`).
+        #[arg(long, short)]
+        key: PathBuf,
+        /// The package (a plugin's `.wasm`).
+        package: PathBuf,
     },
 }
 
@@ -142,6 +166,22 @@ fn main() -> ExitCode {
         Command::DeadLetters { action } => {
             let (config, command) = dead_letter_command(action);
             talk(&config, |c| outpost::cli::dead_letters(c, &command))
+        }
+        Command::Fleet { action } => {
+            let done = match action {
+                FleetAction::Keygen { file } => outpost::cli::fleet::keygen(&file),
+                FleetAction::Sign { key, package } => outpost::cli::fleet::sign(&key, &package),
+            };
+            match done {
+                Ok(out) => {
+                    println!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Compile {
             plugin,

@@ -1,6 +1,6 @@
 //! Harness for the end-to-end tests: the real `outpost` binary, a real HTTP(S)
-//! receiver, a plain HTTP client, mosquitto, redis-server, RabbitMQ, tinyproxy and test
-//! certificates, all on 127.0.0.1.
+//! receiver, a plain HTTP client, mosquitto, redis-server, RabbitMQ, tinyproxy, an OpAMP
+//! server and test certificates, all on 127.0.0.1.
 
 pub mod agent;
 pub mod arm;
@@ -8,6 +8,7 @@ pub mod certs;
 pub mod client;
 pub mod fixture;
 pub mod mosquitto;
+pub mod opamp;
 pub mod proxy;
 pub mod rabbitmq;
 pub mod receiver;

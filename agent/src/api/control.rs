@@ -2,7 +2,7 @@
 
 use tokio::sync::oneshot;
 
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
 use crate::plugin::LoadError;
 use crate::sinks::SetupError;
 use crate::sources::SourceError;
@@ -11,7 +11,14 @@ use crate::sources::SourceError;
 pub enum Control {
     /// Reload config and plugins; the answer says how it went.
     Reload(oneshot::Sender<ReloadOutcome>),
+    /// Switch to this config (a remote config from the fleet server, composed with the
+    /// local file and checked); the answer lists the keys that wait for a restart.
+    Apply(Box<Config>, oneshot::Sender<ApplyOutcome>),
 }
+
+/// How applying a given config went: the changed keys that need a restart, or why
+/// nothing changed.
+pub type ApplyOutcome = Result<Vec<&'static str>, ReloadError>;
 
 /// How a reload went: the new config generation, or why nothing changed.
 pub type ReloadOutcome = Result<u64, ReloadError>;

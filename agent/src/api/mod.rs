@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use body::read_body;
-pub use control::{Control, ReloadError, ReloadOutcome};
+pub use control::{ApplyOutcome, Control, ReloadError, ReloadOutcome};
 pub use response::{json, text, ApiError, Body, ErrorCode};
 pub use status::{ConfigStatus, ConfigView, Status};
 

@@ -66,6 +66,9 @@ impl Status {
 #[derive(Default)]
 pub struct ConfigStatus {
     inner: Mutex<ConfigView>,
+    /// The running config's text as written and its plugins dir (what fleet management
+    /// reports, and where it installs packages).
+    running: Mutex<(Arc<str>, std::path::PathBuf)>,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
 }
@@ -89,6 +92,21 @@ impl ConfigStatus {
     /// The first config is running.
     pub fn started(&self) {
         sync::lock(&self.inner).generation = 1;
+    }
+
+    /// The running config's text (as written, `${VAR}` not expanded).
+    pub fn text(&self) -> Arc<str> {
+        Arc::clone(&sync::lock(&self.running).0)
+    }
+
+    /// The running config's plugins dir.
+    pub fn plugins_dir(&self) -> std::path::PathBuf {
+        sync::lock(&self.running).1.clone()
+    }
+
+    /// `config` runs now.
+    pub fn set_running(&self, config: &crate::config::Config) {
+        *sync::lock(&self.running) = (Arc::clone(&config.text.0), config.plugins.dir.clone());
     }
 
     /// A reload succeeded; returns the new generation.

@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use crate::api::{Api, Control, ReloadOutcome, Status};
+use crate::api::{Api, ApplyOutcome, Control, ReloadOutcome, Status};
 use crate::config::Config;
 use crate::config::TopicTemplates;
 use crate::monitoring::PointBuffer;
@@ -32,6 +32,12 @@ const POINT_BUFFER: usize = 100_000;
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let local_file = config.file.clone();
+    let (config, remote_error) = crate::fleet::compose::effective(config);
+    if let Some(e) = &remote_error {
+        tracing::error!(error = %e,
+            "the fleet's last remote config does not load; running the local file");
+    }
     config.prepare_dirs()?;
     let queue = open_queue(&config).await?;
     let fixed = Fixed {
@@ -58,11 +64,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     status.set_sinks(sinks.states());
     status.set_sources(producers.sources.clone());
     status.config.started();
+    status.config.set_running(&config);
     let (control, requests) = mpsc::channel(4);
     let api = Arc::new(Api::new(pipeline, status, control, api_settings(&config)));
     let (stop, stopped) = Stopper::new();
     let server = tokio::spawn(crate::server::serve(listeners, Arc::clone(&api), stopped));
+    let fleet = start_fleet(&config, &local_file, &api, remote_error, &stop);
     let mut running = Running {
+        local_file,
         config,
         plugins,
         sinks,
@@ -73,6 +82,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new requests; finishing in-flight ones");
     stop.stop();
     let _ = server.await;
+    if let Some(fleet) = fleet {
+        // It says goodbye to its server (bounded: the server may be away).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fleet).await;
+    }
     running.producers.stop().await;
     running.sinks.stop_all().await;
     let (plugins, queue) = (running.plugins, fixed.queue);
@@ -100,7 +113,13 @@ async fn serve_until_stopped(
             r = tokio::signal::ctrl_c() => return r,
             _ = term.recv() => return Ok(()),
             _ = hangup.recv() => None,
-            Some(Control::Reload(reply)) = requests.recv() => Some(reply),
+            Some(control) = requests.recv() => match control {
+                Control::Reload(reply) => Some(reply),
+                Control::Apply(config, reply) => {
+                    let _ = reply.send(apply(running, fixed, api, *config).await);
+                    continue;
+                }
+            },
         };
         let outcome = reload(running, fixed, api).await;
         if let Some(reply) = reply {
@@ -126,6 +145,61 @@ async fn reload(running: &mut Running, fixed: &Fixed, api: &Api) -> ReloadOutcom
             tracing::error!(error = %e, "reload refused; the running config and plugins stay");
             Err(e)
         }
+    }
+}
+
+/// Switches to a config the fleet server sent (composed with the local file), logged
+/// and recorded for health like a reload.
+async fn apply(running: &mut Running, fixed: &Fixed, api: &Api, config: Config) -> ApplyOutcome {
+    tracing::info!(file = %config.file.display(), "applying the fleet's remote config");
+    let outcome = running.switch(fixed, api, config).await;
+    match &outcome {
+        Ok(restart) => {
+            let generation = api.status.config.reloaded();
+            if !restart.is_empty() {
+                tracing::warn!(keys = ?restart, "changed keys take effect at the next restart");
+            }
+            tracing::info!(generation, "remote config running");
+        }
+        Err(e) => {
+            api.status.config.failed(&e.to_string());
+            tracing::error!(error = %e, "remote config refused; the running config and plugins stay");
+        }
+    }
+    outcome
+}
+
+/// Starts fleet management if the config has `[fleet]` (and this build the feature).
+/// A client that cannot start is logged: the agent runs on without it.
+fn start_fleet(
+    config: &Config,
+    local_file: &std::path::Path,
+    api: &Arc<Api>,
+    remote_error: Option<crate::config::ConfigError>,
+    stop: &Stopper,
+) -> Option<tokio::task::JoinHandle<()>> {
+    config.fleet.as_ref()?;
+    #[cfg(feature = "fleet")]
+    {
+        let started = crate::fleet::start(
+            config,
+            local_file.to_owned(),
+            Arc::clone(api),
+            remote_error,
+            stop.subscribe(),
+        );
+        match started {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::error!(error = %e, "fleet management cannot start; the agent runs without it");
+                None
+            }
+        }
+    }
+    #[cfg(not(feature = "fleet"))]
+    {
+        let _ = (local_file, api, remote_error, stop);
+        None
     }
 }
 

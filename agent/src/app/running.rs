@@ -26,6 +26,8 @@ const OLD_SET_GRACE: Duration = Duration::from_secs(30);
 
 /// The parts that a config runs and a reload replaces.
 pub(super) struct Running {
+    /// The device's own config file (a fleet's remote config is composed with it).
+    pub local_file: std::path::PathBuf,
     pub config: Config,
     pub plugins: Arc<PluginHost>,
     pub sinks: Sinks,
@@ -76,14 +78,30 @@ pub(super) fn api_settings(config: &Config) -> ApiSettings {
 }
 
 impl Running {
-    /// Re-reads the config file and the plugins and swaps them in. On error nothing
-    /// changed. Returns the keys whose change needs a restart to take effect.
+    /// Re-reads the config (the local file, with the fleet's last remote config if it
+    /// has one) and the plugins, and swaps them in. On error nothing changed. Returns
+    /// the keys whose change needs a restart to take effect.
     pub async fn reload(
         &mut self,
         fixed: &Fixed,
         api: &Api,
     ) -> Result<Vec<&'static str>, ReloadError> {
-        let mut config = Config::load(&self.config.file)?;
+        let (config, remote_error) =
+            crate::fleet::compose::effective(Config::load(&self.local_file)?);
+        if let Some(e) = remote_error {
+            tracing::error!(error = %e, "the fleet's remote config does not load; using the local file");
+        }
+        self.switch(fixed, api, config).await
+    }
+
+    /// Swaps in `config` (already parsed and checked) with its plugins. On error
+    /// nothing changed.
+    pub async fn switch(
+        &mut self,
+        fixed: &Fixed,
+        api: &Api,
+        mut config: Config,
+    ) -> Result<Vec<&'static str>, ReloadError> {
         let restart = keep_fixed(&self.config, &mut config);
         let plugins = {
             let (fixed, config) = (fixed.clone(), config.clone());
@@ -106,6 +124,7 @@ impl Running {
         api.status.set_sinks(self.sinks.states());
         api.status.set_sources(self.producers.sources.clone());
         api.set_settings(api_settings(&config));
+        api.status.config.set_running(&config);
         self.plugins = plugins;
         self.config = config;
         Ok(restart)
@@ -214,6 +233,10 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<&'static str> {
     if queue_changed {
         keys.push("queue");
         new.queue = old.queue.clone();
+    }
+    if old.fleet != new.fleet {
+        keys.push("fleet");
+        new.fleet = old.fleet.clone();
     }
     if old.log.format != new.log.format {
         keys.push("log.format");

@@ -26,3 +26,12 @@ pub(super) fn require(ctx: &Ctx<'_>, key: &str, kind: &str) -> Result<(), Config
         None => Ok(()),
     }
 }
+
+/// Refuses `[fleet]` if this build lacks the `fleet` feature.
+pub(super) fn require_fleet() -> Result<(), &'static str> {
+    if cfg!(feature = "fleet") {
+        Ok(())
+    } else {
+        Err("fleet management (OpAMP) is not in this build of outpost (build it with the cargo feature `fleet`)")
+    }
+}

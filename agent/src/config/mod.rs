@@ -17,6 +17,7 @@ mod connection;
 mod de;
 mod env;
 mod features;
+mod fleet;
 mod mqtt;
 mod plugins;
 mod queue;
@@ -36,6 +37,7 @@ pub use amqp::AmqpConnection;
 pub use de::is_identifier;
 pub use env::Env;
 pub use features::missing as missing_feature;
+pub use fleet::{FleetConfig, FleetTransport};
 pub use mqtt::{BrokerAddr, MqttConnection, MqttProtocol, QoS, TlsFiles};
 pub use plugins::{PluginsConfig, SandboxConfig};
 pub use queue::{QueueConfig, SyncMode, WhenFull};
@@ -85,6 +87,29 @@ pub struct Config {
     pub queue: QueueConfig,
     pub log: LogConfig,
     pub sources: BTreeMap<String, SourceConfig>,
+    /// `[fleet]`: the OpAMP server managing this device, if any.
+    pub fleet: Option<FleetConfig>,
+    /// The text as written (`${VAR}` not expanded): what the agent reports as its
+    /// effective config.
+    pub text: ConfigText,
+}
+
+/// A config file's text as written. Its `Debug` shows only the length: the file may
+/// hold a literal secret, and configs end up in logs and panics.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ConfigText(pub std::sync::Arc<str>);
+
+impl std::fmt::Debug for ConfigText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes of TOML>", self.0.len())
+    }
+}
+
+impl std::ops::Deref for ConfigText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The file's top level, as written; sinks and sources are typed per `type`.
@@ -103,6 +128,8 @@ struct Document {
     log: LogConfig,
     #[serde(default)]
     sources: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    fleet: Option<toml::Value>,
 }
 
 impl Config {
@@ -163,6 +190,10 @@ impl Config {
         }
         doc.plugins
             .validate(&ctx, |sink| sinks.contains_key(sink))?;
+        let fleet = match doc.fleet {
+            Some(table) => Some(FleetConfig::parse(&ctx, table)?),
+            None => None,
+        };
         Ok(Config {
             file: file.to_owned(),
             agent: doc.agent.resolve(&ctx, env)?,
@@ -171,6 +202,8 @@ impl Config {
             queue: doc.queue,
             log: doc.log,
             sources,
+            fleet,
+            text: ConfigText(text.into()),
         })
     }
 
@@ -184,6 +217,9 @@ impl Config {
         }
         for (name, source) in &self.sources {
             source.check_files(&ctx, &format!("sources.{name}"))?;
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.check_files(&ctx)?;
         }
         Ok(())
     }

@@ -44,6 +44,7 @@ impl Failure {
 
     /// Some messages were left at the source, unacknowledged, for a reason of their
     /// own (say, their copy to a dead key failed); the connection works.
+    #[cfg(feature = "redis")]
     pub fn left_at_source(what: impl std::fmt::Display) -> Failure {
         Failure {
             message: what.to_string(),

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The HTTPS and compression scenarios, and the plugin host's (a directory of their
 /// own, so that cargo does not take the files for other binaries).
+#[path = "bench/fleet.rs"]
+mod fleet;
 #[path = "bench/https.rs"]
 mod https;
 #[path = "bench/plugin.rs"]
@@ -46,6 +48,7 @@ fn main() {
         "mqtt-drain",
         "redis-source",
         "amqp-source",
+        "fleet",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -81,6 +84,7 @@ fn main() {
             "mqtt-drain" => mqtt_drain(),
             "redis-source" => sources::redis_stream(),
             "amqp-source" => sources::amqp_queue(),
+            "fleet" => fleet::scenario(),
             other => eprintln!(
                 "unknown scenario {other}; known: {all:?} (and plugin's parts: plugin-calls, plugin-idle)"
             ),

@@ -1,0 +1,307 @@
+//! Plugin packages from the fleet (spec, "Packages"): each offered package is a plugin,
+//! named as in `plugins.active`. It is downloaded (resumed where a previous attempt
+//! stopped, never beyond `fleet.max_package_bytes`), its SHA-256 compared with the
+//! offer's `content_hash`, its ed25519 signature checked against `fleet.trusted_keys`,
+//! and only then written into the plugins dir as `<name>.wasm`, atomically. A package
+//! that fails any check changes nothing on the device.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+
+use super::proto::{PackageAvailable, PackageStatus, PackageStatusEnum, PackageStatuses};
+use super::store::{replace_file, FleetStore, InstalledPackage, Packages};
+use super::transport::{Endpoint, TransportError};
+use crate::config::is_identifier;
+use crate::signing::{from_hex, sha256, to_hex, PublicKey};
+
+/// Why a package was not installed (reported upstream as `INSTALL_FAILED`).
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("`{0}` is not a plugin name (letters, digits, `_` and `-`)")]
+    Name(String),
+    #[error("the offer has no file to download")]
+    NoFile,
+    #[error("bad download URL `{0}`")]
+    Url(String),
+    #[error("download: {0}")]
+    Download(#[from] TransportError),
+    #[error("download: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("larger than fleet.max_package_bytes ({0} bytes)")]
+    TooLarge(u64),
+    #[error("the offer has no content hash")]
+    NoHash,
+    #[error("the content's SHA-256 is {actual}, the offer says {offered}")]
+    HashMismatch { actual: String, offered: String },
+    #[error("unsigned package")]
+    Unsigned,
+    #[error("the signature matches none of fleet.trusted_keys")]
+    BadSignature,
+    #[error("cannot install into {}: {source}", dir.display())]
+    Install {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The packages on this device and how the last offer went.
+pub struct PackageManager {
+    endpoint: Endpoint,
+    store: FleetStore,
+    keys: Vec<PublicKey>,
+    max_bytes: u64,
+    installed: Packages,
+    /// Per package: the last outcome (installed, or why not).
+    statuses: HashMap<String, PackageStatus>,
+    offered_all_hash: Vec<u8>,
+}
+
+impl PackageManager {
+    pub fn new(
+        endpoint: Endpoint,
+        store: FleetStore,
+        keys: Vec<PublicKey>,
+        max_bytes: u64,
+    ) -> PackageManager {
+        let installed = store.packages();
+        let offered_all_hash = from_hex(&installed.all_packages_hash).unwrap_or_default();
+        PackageManager {
+            endpoint,
+            store,
+            keys,
+            max_bytes,
+            installed,
+            statuses: HashMap::new(),
+            offered_all_hash,
+        }
+    }
+
+    /// Whether packages are accepted at all (some key may sign them).
+    pub fn accepts(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Installs what `offer` has that the device lacks, into `plugins_dir`. Returns the
+    /// names of the packages installed (the caller reloads to activate them).
+    pub async fn offer(
+        &mut self,
+        packages: HashMap<String, PackageAvailable>,
+        all_hash: Vec<u8>,
+        plugins_dir: &Path,
+    ) -> Vec<String> {
+        if !all_hash.is_empty() && all_hash == self.offered_all_hash {
+            return Vec::new();
+        }
+        self.offered_all_hash = all_hash.clone();
+        let mut installed = Vec::new();
+        let mut all_ok = true;
+        let mut names: Vec<_> = packages.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let offer = &packages[&name];
+            let offered_hash = to_hex(&offer.hash);
+            if self
+                .installed
+                .installed
+                .get(&name)
+                .is_some_and(|p| p.hash == offered_hash && p.file.exists())
+            {
+                self.statuses.remove(&name);
+                continue;
+            }
+            match self.install(&name, offer, plugins_dir).await {
+                Ok(file) => {
+                    tracing::info!(package = %name, version = %offer.version, file = %file.display(),
+                        "plugin package installed");
+                    self.installed.installed.insert(
+                        name.clone(),
+                        InstalledPackage {
+                            version: offer.version.clone(),
+                            hash: offered_hash,
+                            file,
+                        },
+                    );
+                    self.statuses.remove(&name);
+                    installed.push(name);
+                }
+                Err(e) => {
+                    all_ok = false;
+                    tracing::error!(package = %name, version = %offer.version, error = %e,
+                        "plugin package refused; nothing changed");
+                    let mut status = self.status_of(&name);
+                    status.server_offered_version = offer.version.clone();
+                    status.server_offered_hash = offer.hash.clone();
+                    status.status = PackageStatusEnum::InstallFailed as i32;
+                    status.error_message = e.to_string();
+                    self.statuses.insert(name, status);
+                }
+            }
+        }
+        if all_ok {
+            self.installed.all_packages_hash = to_hex(&all_hash);
+        }
+        if let Err(e) = self.store.set_packages(&self.installed) {
+            tracing::error!(error = %e, "cannot record the installed packages");
+        }
+        installed
+    }
+
+    /// The statuses to report: every installed package, and every failed offer.
+    pub fn statuses(&self) -> PackageStatuses {
+        let mut packages: HashMap<String, PackageStatus> = self
+            .installed
+            .installed
+            .keys()
+            .map(|name| (name.clone(), self.status_of(name)))
+            .collect();
+        for (name, status) in &self.statuses {
+            packages.insert(name.clone(), status.clone());
+        }
+        PackageStatuses {
+            packages,
+            server_provided_all_packages_hash: self.offered_all_hash.clone(),
+            error_message: String::new(),
+        }
+    }
+
+    fn status_of(&self, name: &str) -> PackageStatus {
+        let has = self.installed.installed.get(name);
+        PackageStatus {
+            name: name.to_owned(),
+            agent_has_version: has.map(|p| p.version.clone()).unwrap_or_default(),
+            agent_has_hash: has.and_then(|p| from_hex(&p.hash)).unwrap_or_default(),
+            server_offered_version: has.map(|p| p.version.clone()).unwrap_or_default(),
+            server_offered_hash: has.and_then(|p| from_hex(&p.hash)).unwrap_or_default(),
+            status: PackageStatusEnum::Installed as i32,
+            error_message: String::new(),
+        }
+    }
+
+    async fn install(
+        &self,
+        name: &str,
+        offer: &PackageAvailable,
+        plugins_dir: &Path,
+    ) -> Result<PathBuf, PackageError> {
+        if !is_identifier(name) {
+            return Err(PackageError::Name(name.to_owned()));
+        }
+        let file = offer.file.as_ref().ok_or(PackageError::NoFile)?;
+        if file.content_hash.is_empty() {
+            return Err(PackageError::NoHash);
+        }
+        let url = url::Url::parse(&file.download_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| PackageError::Url(file.download_url.clone()))?;
+        let headers: Vec<(String, String)> = file
+            .headers
+            .iter()
+            .flat_map(|h| &h.headers)
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect();
+        let content = self
+            .download(name, &url, &headers, &file.content_hash)
+            .await?;
+        let actual = sha256(&content);
+        if actual != file.content_hash {
+            self.discard_partial(name);
+            return Err(PackageError::HashMismatch {
+                actual: to_hex(&actual),
+                offered: to_hex(&file.content_hash),
+            });
+        }
+        if file.signature.is_empty() {
+            return Err(PackageError::Unsigned);
+        }
+        if !self
+            .keys
+            .iter()
+            .any(|k| k.verifies(&content, &file.signature))
+        {
+            return Err(PackageError::BadSignature);
+        }
+        let target = plugins_dir.join(format!("{name}.wasm"));
+        std::fs::create_dir_all(plugins_dir)
+            .and_then(|()| replace_file(&target, &content))
+            .map_err(|source| PackageError::Install {
+                dir: plugins_dir.to_owned(),
+                source,
+            })?;
+        self.discard_partial(name);
+        Ok(target)
+    }
+
+    /// Where a download in progress is kept, and the content hash it is for.
+    fn partial(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.store.downloads_dir();
+        (
+            dir.join(format!("{name}.part")),
+            dir.join(format!("{name}.for")),
+        )
+    }
+
+    fn discard_partial(&self, name: &str) {
+        let (part, meta) = self.partial(name);
+        let _ = std::fs::remove_file(part);
+        let _ = std::fs::remove_file(meta);
+    }
+
+    /// The package's bytes: what an earlier attempt fetched of the same content, and
+    /// the rest with a `Range` request (a server that ignores it sends it all again).
+    async fn download(
+        &self,
+        name: &str,
+        url: &url::Url,
+        headers: &[(String, String)],
+        content_hash: &[u8],
+    ) -> Result<Vec<u8>, PackageError> {
+        let (part, meta) = self.partial(name);
+        std::fs::create_dir_all(self.store.downloads_dir())?;
+        let same = std::fs::read_to_string(&meta).is_ok_and(|h| h.trim() == to_hex(content_hash));
+        if !same {
+            let _ = std::fs::remove_file(&part);
+            std::fs::write(&meta, to_hex(content_hash))?;
+        }
+        let have = std::fs::metadata(&part).map_or(0, |m| m.len());
+        if have > self.max_bytes {
+            self.discard_partial(name);
+            return Err(PackageError::TooLarge(self.max_bytes));
+        }
+        let response = self.endpoint.get(url, headers, have).await?;
+        let status = response.status();
+        let mut out = match status {
+            StatusCode::PARTIAL_CONTENT if have > 0 => {
+                std::fs::OpenOptions::new().append(true).open(&part)?
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => return Ok(std::fs::read(&part)?),
+            StatusCode::OK => std::fs::File::create(&part)?,
+            other => return Err(TransportError::Status(other).into()),
+        };
+        let mut written = if status == StatusCode::OK { 0 } else { have };
+        let mut body = response.into_body();
+        let timeout = self.endpoint.timeout;
+        loop {
+            let frame = match tokio::time::timeout(timeout, body.frame()).await {
+                Err(_) => return Err(TransportError::Timeout(timeout).into()),
+                Ok(None) => break,
+                Ok(Some(frame)) => frame.map_err(TransportError::from)?,
+            };
+            if let Some(data) = frame.data_ref() {
+                written += data.len() as u64;
+                if written > self.max_bytes {
+                    drop(out);
+                    self.discard_partial(name);
+                    return Err(PackageError::TooLarge(self.max_bytes));
+                }
+                out.write_all(data)?;
+            }
+        }
+        drop(out);
+        Ok(std::fs::read(&part)?)
+    }
+}
