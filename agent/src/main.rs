@@ -69,7 +69,7 @@ enum Command {
 #[derive(Subcommand)]
 enum FleetAction {
     /// Make an ed25519 key pair: the private key into FILE, the public key (for
-    /// `fleet.trusted_keys`) into FILE.pub.
+    /// `fleet.trusted_keys`) into FILE.pub (neither overwritten).
     Keygen {
         /// Where the private key goes (not overwritten).
         file: PathBuf,

@@ -3,12 +3,16 @@
 classes (PyPI `opentelemetry-opamp-client`), so the agent's hand-written messages are
 checked against an independent implementation of the wire format.
 
-    opamp_server.py --http-port P --ws-port Q --files DIR [--state FILE]
+    opamp_server.py --http-port P --ws-port Q --control-port C --files DIR [--state FILE]
+                    [--tls-cert F --tls-key F [--client-ca F]]
 
-* POST /v1/opamp on the HTTP port: OpAMP over plain HTTP.
-* ws://127.0.0.1:Q/v1/opamp: OpAMP over WebSocket (binary frames, a 0 header byte).
-* GET /files/<name> on the HTTP port: package downloads from DIR (Range supported).
-* The tests drive it over JSON on the HTTP port:
+* POST /v1/opamp on the HTTP port: OpAMP over plain HTTP (HTTPS with --tls-cert;
+  a client certificate required with --client-ca).
+* ws://127.0.0.1:Q/v1/opamp: OpAMP over WebSocket (binary frames, a 0 header byte;
+  wss:// with --tls-cert).
+* GET /files/<name> on the control port (plain HTTP): package downloads from DIR
+  (Range supported).
+* The tests drive it over JSON on the control port:
   GET  /control/agents        every agent's last reported parts, message counts and sizes
   POST /control/config        {"toml": "..."} the remote config offered to all agents
   POST /control/packages      {"packages": {name: {"version", "file", "sha256",
@@ -23,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import os
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +97,7 @@ def answer(msg, first):
             FLAGS["full_state"] = False
             reply.flags = pb.ServerToAgentFlags_ReportFullState
         if OFFER["config"] is not None and agent.get("remote_hash") != OFFER["config_hash"]:
+            agent["configs_sent"] = agent.get("configs_sent", 0) + 1
             reply.remote_config.config_hash = OFFER["config_hash"]
             entry = reply.remote_config.config.config_map[""]
             entry.body = OFFER["config"]
@@ -171,6 +177,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path == "/control/throttled":
+            return self.send(200, json.dumps({"throttled": FLAGS.get("throttled", 0)}).encode())
         if self.path == "/control/agents":
             with LOCK:
                 view = {uid: {k: v for k, v in a.items() if k not in ("remote_hash", "packages_hash")}
@@ -226,6 +234,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Type") != "application/x-protobuf":
             return self.send(415, b"", "text/plain")
         if time.time() < FLAGS["throttle_until"]:
+            FLAGS["throttled"] = FLAGS.get("throttled", 0) + 1
             return self.send(503, b"", "text/plain", [("Retry-After", "1")])
         msg = pb.AgentToServer()
         msg.ParseFromString(body)
@@ -295,10 +304,20 @@ async def main(args):
     STATE_FILE = args.state
     load_offer()
     LOOP = asyncio.get_running_loop()
-    http = ThreadingHTTPServer(("127.0.0.1", args.http_port), Handler)
-    http.daemon_threads = True
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    async with websockets.serve(ws_handler, "127.0.0.1", args.ws_port,
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            tls.verify_mode = ssl.CERT_REQUIRED
+            tls.load_verify_locations(args.client_ca)
+    for port, secure in ((args.http_port, True), (args.control_port, False)):
+        http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        http.daemon_threads = True
+        if secure and tls is not None:
+            http.socket = tls.wrap_socket(http.socket, server_side=True)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+    async with websockets.serve(ws_handler, "127.0.0.1", args.ws_port, ssl=tls,
                                 compression=None, max_size=64 << 20):
         print("opamp test server ready", flush=True)
         await asyncio.Future()
@@ -308,6 +327,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--ws-port", type=int, required=True)
+    parser.add_argument("--control-port", type=int, required=True)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--client-ca")
     parser.add_argument("--files", default=".")
     parser.add_argument("--state")
     asyncio.run(main(parser.parse_args()))

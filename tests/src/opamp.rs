@@ -20,6 +20,10 @@ pub struct OpampServer {
     child: Option<Child>,
     pub http_port: u16,
     pub ws_port: u16,
+    /// Plain HTTP: the tests' JSON calls and the package downloads.
+    pub control_port: u16,
+    /// `--tls-cert`, `--tls-key` and maybe `--client-ca`: HTTPS and WSS.
+    tls: Vec<String>,
     /// Where packages are served from (`/files/<name>`).
     pub files: PathBuf,
     state: PathBuf,
@@ -29,12 +33,34 @@ impl OpampServer {
     /// Starts a server serving packages from `dir/files` and keeping its offers in
     /// `dir/opamp-state.json` (a restart keeps them, as a real server's database would).
     pub fn start(dir: &Path) -> OpampServer {
+        Self::start_with_tls(dir, Vec::new())
+    }
+
+    /// [`start`](Self::start), serving OpAMP over HTTPS and WSS with the test
+    /// certificates' `server` (IP 127.0.0.1, issued by `ca`); with `mutual`, a client
+    /// certificate issued by `ca` is required.
+    pub fn start_tls(dir: &Path, certs: &crate::certs::Certs, mutual: bool) -> OpampServer {
+        let mut tls = vec![
+            "--tls-cert".to_owned(),
+            certs.path("server.crt"),
+            "--tls-key".to_owned(),
+            certs.path("server.key"),
+        ];
+        if mutual {
+            tls.extend(["--client-ca".to_owned(), certs.path("ca.crt")]);
+        }
+        Self::start_with_tls(dir, tls)
+    }
+
+    fn start_with_tls(dir: &Path, tls: Vec<String>) -> OpampServer {
         let files = dir.join("files");
         std::fs::create_dir_all(&files).unwrap();
         let mut server = OpampServer {
             child: None,
             http_port: crate::free_port(),
             ws_port: crate::free_port(),
+            control_port: crate::free_port(),
+            tls,
             files,
             state: dir.join("opamp-state.json"),
         };
@@ -48,6 +74,8 @@ impl OpampServer {
             .arg(script)
             .args(["--http-port", &self.http_port.to_string()])
             .args(["--ws-port", &self.ws_port.to_string()])
+            .args(["--control-port", &self.control_port.to_string()])
+            .args(&self.tls)
             .arg("--files")
             .arg(&self.files)
             .arg("--state")
@@ -57,11 +85,12 @@ impl OpampServer {
             .spawn()
             .expect("start the OpAMP test server (tests/setup.sh tests makes its venv)");
         self.child = Some(child);
-        let ws = self.ws_port;
+        let (ws, http) = (self.ws_port, self.http_port);
         crate::wait_for("the OpAMP test server", Duration::from_secs(30), || {
             let up = self.try_get("/control/agents").is_some();
             let ws_up = std::net::TcpStream::connect(("127.0.0.1", ws)).is_ok();
-            (up && ws_up).then_some(())
+            let http_up = std::net::TcpStream::connect(("127.0.0.1", http)).is_ok();
+            (up && ws_up && http_up).then_some(())
         });
     }
 
@@ -78,23 +107,25 @@ impl OpampServer {
         self.spawn();
     }
 
-    /// `http://127.0.0.1:<port>/v1/opamp`.
+    /// `http://127.0.0.1:<port>/v1/opamp` (`https://` with TLS).
     pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1/opamp", self.http_port)
+        let scheme = if self.tls.is_empty() { "http" } else { "https" };
+        format!("{scheme}://127.0.0.1:{}/v1/opamp", self.http_port)
     }
 
-    /// `ws://127.0.0.1:<port>/v1/opamp`.
+    /// `ws://127.0.0.1:<port>/v1/opamp` (`wss://` with TLS).
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/v1/opamp", self.ws_port)
+        let scheme = if self.tls.is_empty() { "ws" } else { "wss" };
+        format!("{scheme}://127.0.0.1:{}/v1/opamp", self.ws_port)
     }
 
     /// Where `/files/<name>` is downloaded from.
     pub fn file_url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/files/{name}", self.http_port)
+        format!("http://127.0.0.1:{}/files/{name}", self.control_port)
     }
 
     fn addr(&self) -> std::net::SocketAddr {
-        format!("127.0.0.1:{}", self.http_port).parse().unwrap()
+        format!("127.0.0.1:{}", self.control_port).parse().unwrap()
     }
 
     fn try_get(&self, path: &str) -> Option<Value> {
@@ -145,6 +176,17 @@ impl OpampServer {
     /// The next answer is garbage instead of protobuf.
     pub fn send_garbage(&self) {
         self.post("/control/garbage", &json!({}));
+    }
+
+    /// Answers OpAMP requests with 503 and `Retry-After: 1` for `seconds`.
+    pub fn throttle(&self, seconds: u64) {
+        self.post("/control/throttle", &json!({ "seconds": seconds }));
+    }
+
+    /// How many requests got a 503 so far.
+    pub fn throttled(&self) -> u64 {
+        self.try_get("/control/throttled")
+            .map_or(0, |v| v["throttled"].as_u64().unwrap_or(0))
     }
 
     /// The next answer asks for a full state report.

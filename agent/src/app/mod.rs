@@ -31,15 +31,52 @@ use running::{api_settings, Fixed, Running};
 const POINT_BUFFER: usize = 100_000;
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let local_file = config.file.clone();
-    let (config, remote_error) = crate::fleet::compose::effective(config);
-    if let Some(e) = &remote_error {
+///
+/// A managed device runs the fleet's last remote config. If the agent cannot start
+/// with it (its listener cannot bind, a plugin it names is gone), it starts with the
+/// local file instead and reports why upstream: a device must stay reachable by its
+/// fleet whatever a remote config did.
+pub async fn run(local: Config) -> anyhow::Result<()> {
+    let (config, remote_error) = crate::fleet::compose::effective(local.clone());
+    let remote_error = remote_error.map(|e| {
         tracing::error!(error = %e,
             "the fleet's last remote config does not load; running the local file");
-    }
+        e.to_string()
+    });
+    let from_remote = config.file != local.file;
     config.prepare_dirs()?;
     let queue = open_queue(&config).await?;
+    let started = match start(config, &local.file, Arc::clone(&queue), remote_error).await {
+        Err(e) if from_remote => {
+            tracing::error!(error = %format!("{e:#}"),
+                "cannot start with the fleet's last remote config; starting with the local file");
+            local.prepare_dirs()?;
+            start(local.clone(), &local.file, queue, Some(format!("{e:#}"))).await?
+        }
+        other => other?,
+    };
+    started.serve().await
+}
+
+/// The running agent, between start-up and shutdown.
+struct Started {
+    running: Running,
+    fixed: Fixed,
+    api: Arc<Api>,
+    requests: mpsc::Receiver<Control>,
+    stop: Stopper,
+    server: tokio::task::JoinHandle<()>,
+    fleet: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Loads the plugins, starts the sinks, binds the API and starts the producers and
+/// fleet management for `config`.
+async fn start(
+    config: Config,
+    local_file: &std::path::Path,
+    queue: Arc<Queue>,
+    remote_error: Option<String>,
+) -> anyhow::Result<Started> {
     let fixed = Fixed {
         stats: agent_stats(&config, &queue),
         points: Arc::new(PointBuffer::new(&config.agent.service_name, POINT_BUFFER)),
@@ -69,34 +106,57 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let api = Arc::new(Api::new(pipeline, status, control, api_settings(&config)));
     let (stop, stopped) = Stopper::new();
     let server = tokio::spawn(crate::server::serve(listeners, Arc::clone(&api), stopped));
-    let fleet = start_fleet(&config, &local_file, &api, remote_error, &stop);
-    let mut running = Running {
-        local_file,
+    let fleet = start_fleet(&config, local_file, &api, remote_error, &stop);
+    let running = Running {
+        local_file: local_file.to_owned(),
         config,
         plugins,
         sinks,
         producers,
     };
-
-    serve_until_stopped(&mut running, &fixed, &api, requests).await?;
-    tracing::info!("shutting down: no new requests; finishing in-flight ones");
-    stop.stop();
-    let _ = server.await;
-    if let Some(fleet) = fleet {
-        // It says goodbye to its server (bounded: the server may be away).
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fleet).await;
-    }
-    running.producers.stop().await;
-    running.sinks.stop_all().await;
-    let (plugins, queue) = (running.plugins, fixed.queue);
-    tokio::task::spawn_blocking(move || {
-        plugins.close();
-        queue.flush_blocking()
+    Ok(Started {
+        running,
+        fixed,
+        api,
+        requests,
+        stop,
+        server,
+        fleet,
     })
-    .await?
-    .context("final queue flush failed")?;
-    tracing::info!("stopped; queue flushed");
-    Ok(())
+}
+
+impl Started {
+    /// Serves until SIGINT or SIGTERM, then shuts down in order.
+    async fn serve(self) -> anyhow::Result<()> {
+        let Started {
+            mut running,
+            fixed,
+            api,
+            requests,
+            stop,
+            server,
+            fleet,
+        } = self;
+        serve_until_stopped(&mut running, &fixed, &api, requests).await?;
+        tracing::info!("shutting down: no new requests; finishing in-flight ones");
+        stop.stop();
+        let _ = server.await;
+        if let Some(fleet) = fleet {
+            // It says goodbye to its server (bounded: the server may be away).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fleet).await;
+        }
+        running.producers.stop().await;
+        running.sinks.stop_all().await;
+        let (plugins, queue) = (running.plugins, fixed.queue);
+        tokio::task::spawn_blocking(move || {
+            plugins.close();
+            queue.flush_blocking()
+        })
+        .await?
+        .context("final queue flush failed")?;
+        tracing::info!("stopped; queue flushed");
+        Ok(())
+    }
 }
 
 /// Serves reloads (SIGHUP, the API) until SIGINT or SIGTERM.
@@ -175,7 +235,7 @@ fn start_fleet(
     config: &Config,
     local_file: &std::path::Path,
     api: &Arc<Api>,
-    remote_error: Option<crate::config::ConfigError>,
+    remote_error: Option<String>,
     stop: &Stopper,
 ) -> Option<tokio::task::JoinHandle<()>> {
     config.fleet.as_ref()?;

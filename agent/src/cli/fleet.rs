@@ -8,11 +8,19 @@ use anyhow::Context;
 
 use crate::signing::{sha256, to_hex, SigningKey};
 
-/// Makes a key pair: the private key into `private` (mode 0600, never overwritten),
-/// the public key into `<private>.pub`. Returns the public key (hex).
+/// Makes a key pair: the private key into `private` (mode 0600), the public key into
+/// `<private>.pub`; neither file may exist. Returns the public key (hex).
 pub fn keygen(private: &Path) -> anyhow::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let mut public_file = private.as_os_str().to_owned();
+    public_file.push(".pub");
+    let public_file = std::path::PathBuf::from(public_file);
+    anyhow::ensure!(
+        !public_file.exists(),
+        "{} exists: not overwritten",
+        public_file.display()
+    );
     let (key, document) = SigningKey::generate()?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -22,7 +30,6 @@ pub fn keygen(private: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot create {}", private.display()))?;
     writeln!(file, "{document}").with_context(|| format!("writing {}", private.display()))?;
     let public = key.public().to_hex();
-    let public_file = private.with_extension("pub");
     std::fs::write(&public_file, format!("{public}\n"))
         .with_context(|| format!("writing {}", public_file.display()))?;
     Ok(public)

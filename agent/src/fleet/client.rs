@@ -21,13 +21,23 @@ use super::report::{self, Parts, Reporter};
 use super::store::{FleetStore, InstanceUid, RemoteConfig};
 use super::transport::{Endpoint, HttpChannel, TransportError, WsChannel};
 use crate::api::{Api, Control};
-use crate::config::{Config, ConfigError, Env, FleetConfig, FleetTransport, RetryConfig};
+use crate::config::{Config, Env, FleetConfig, FleetTransport, RetryConfig};
 use crate::retry::Reconnect;
 use crate::shutdown::Shutdown;
 use crate::signing::PublicKey;
 
 /// How often the client looks for a change worth reporting between polls.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The least time between two messages that are not heartbeats.
+const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// The longest a server's "come back later" is heeded.
+const THROTTLE_MAX: Duration = Duration::from_secs(3600);
+
+/// The bounds of a heartbeat interval the server sets.
+const HEARTBEAT_BOUNDS: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(86_400));
 
 /// Why the fleet client could not start (the agent runs on without it).
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +57,15 @@ pub fn start(
     config: &Config,
     local_file: PathBuf,
     api: Arc<Api>,
-    start_error: Option<ConfigError>,
+    start_error: Option<String>,
     shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let fleet = config.fleet.clone().expect("started only with [fleet]");
-    let tls = if fleet.tls {
-        Some(crate::tls::client_config(&fleet.tls_files)?)
-    } else {
-        None
+    // Packages may come over https:// even from an http:// server.
+    let tls = match crate::tls::client_config(&fleet.tls_files) {
+        Ok(config) => Some(config),
+        Err(e) if fleet.tls => return Err(e.into()),
+        Err(_) => None,
     };
     let mut headers = Vec::new();
     for (name, value) in &fleet.headers {
@@ -91,6 +102,7 @@ pub fn start(
     };
     let packages = PackageManager::new(
         endpoint.clone(),
+        fleet.server.clone(),
         store.clone(),
         keys,
         fleet.max_package_bytes,
@@ -170,8 +182,11 @@ impl Client {
                 ..
             } = &error
             {
-                tracing::warn!(%error, "the OpAMP server asks to come back later");
-                if shutdown.sleep(*after).await {
+                // Bounded both ways: a zero must not make a busy loop of an overloaded
+                // server, a century must not leave the device unmanaged.
+                let delay = (*after).clamp(Duration::from_secs(1), THROTTLE_MAX);
+                tracing::warn!(%error, retry_in = ?delay, "the OpAMP server asks to come back later");
+                if shutdown.sleep(delay).await {
                     return;
                 }
                 continue;
@@ -196,15 +211,21 @@ impl Client {
         let mut last_sent: Option<Instant> = None;
         loop {
             let due = last_sent.is_none_or(|t| t.elapsed() >= self.interval);
-            if let Some((message, parts)) = self.next_message(due) {
+            // What the server's answer changed goes out at once, but at most once per
+            // MIN_GAP: a server that asks for a full state in every answer gets one a
+            // second, not a loop at network speed.
+            let may = last_sent.is_none_or(|t| t.elapsed() >= MIN_GAP);
+            if let Some((message, parts)) = self.next_message(due, may) {
                 channel.set_uid(&self.uid.text());
                 let answer = channel.exchange(message.encode_to_vec()).await?;
                 self.reporter.sent(parts);
                 if last_sent.is_none() {
-                    reconnect.connected();
+                    reconnect.up();
                 }
                 last_sent = Some(Instant::now());
-                self.on_answer(&answer).await?;
+                if self.on_answer(&answer).await? {
+                    reconnect.worked();
+                }
                 continue;
             }
             let until_due = last_sent.map_or(Duration::ZERO, |t| {
@@ -219,26 +240,38 @@ impl Client {
                 .await;
                 return Ok(());
             }
+            self.retry_packages().await;
         }
     }
 
     /// WebSocket: a first full report, then reports as things change, a heartbeat every
-    /// `interval`, and the server's messages whenever they come.
+    /// `interval`, and the server's messages whenever they come. The server answers
+    /// every message: no answer within `fleet.timeout` means the connection is dead
+    /// (a half-open TCP connection shows no other way).
     async fn run_ws(
         &mut self,
         shutdown: &mut Shutdown,
         reconnect: &mut Reconnect,
     ) -> Result<(), TransportError> {
+        let timeout = self.endpoint.timeout;
         let mut socket = WsChannel::open(&self.endpoint, &self.fleet.server).await?;
-        reconnect.connected();
+        reconnect.up();
         self.reporter.forget();
         let mut last_sent = Instant::now();
+        let mut awaiting: Option<Instant> = None;
         let mut due = true;
         loop {
-            if let Some((message, parts)) = self.next_message(due) {
-                socket.send(message.encode_to_vec()).await?;
+            let may = last_sent.elapsed() >= MIN_GAP || due;
+            if let Some((message, parts)) = self.next_message(due, may) {
+                self.endpoint
+                    .timed(socket.send(message.encode_to_vec()))
+                    .await?;
                 self.reporter.sent(parts);
                 last_sent = Instant::now();
+                awaiting.get_or_insert(last_sent);
+            }
+            if awaiting.is_some_and(|t| t.elapsed() >= timeout) {
+                return Err(TransportError::Timeout(timeout));
             }
             let wait = self
                 .interval
@@ -246,11 +279,15 @@ impl Client {
                 .min(CHECK_EVERY);
             tokio::select! {
                 answer = socket.receive() => {
-                    self.on_answer(&answer?).await?;
+                    awaiting = None;
+                    if self.on_answer(&answer?).await? {
+                        reconnect.worked();
+                    }
                     due = false;
                 }
                 _ = tokio::time::sleep(wait) => {
                     due = last_sent.elapsed() >= self.interval;
+                    self.retry_packages().await;
                 }
                 _ = shutdown.stopped() => {
                     let bye = self.disconnect_message();
@@ -298,8 +335,12 @@ impl Client {
     }
 
     /// The next message: what changed (or everything, if the server asked), or a bare
-    /// heartbeat when `due`; `None` if there is nothing to say yet.
-    fn next_message(&mut self, due: bool) -> Option<(AgentToServer, Parts)> {
+    /// heartbeat when `due`; `None` if there is nothing to say yet, or if it is not
+    /// `due` and not yet time (`may`) for another.
+    fn next_message(&mut self, due: bool, may: bool) -> Option<(AgentToServer, Parts)> {
+        if !due && !may {
+            return None;
+        }
         let parts = self.parts();
         let mut message = AgentToServer::default();
         let changed = self.reporter.fill(&parts, self.full_next, &mut message);
@@ -328,19 +369,20 @@ impl Client {
         message
     }
 
-    /// Carries out one `ServerToAgent`. Garbage is logged and skipped: a broken server
-    /// must not stop the client, let alone the agent.
-    async fn on_answer(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+    /// Carries out one `ServerToAgent`; true if it was one (the connection does its
+    /// job). Garbage is logged and skipped: a broken server must not stop the client,
+    /// let alone the agent.
+    async fn on_answer(&mut self, bytes: &[u8]) -> Result<bool, TransportError> {
         let answer = match ServerToAgent::decode(bytes) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, len = bytes.len(), "unreadable message from the OpAMP server; ignored");
-                return Ok(());
+                return Ok(false);
             }
         };
         if !answer.instance_uid.is_empty() && answer.instance_uid != self.uid.0 {
             tracing::warn!("a message from the OpAMP server for another agent; ignored");
-            return Ok(());
+            return Ok(false);
         }
         if let Some(error) = answer.error_response {
             let kind = ServerErrorResponseType::try_from(error.r#type)
@@ -354,10 +396,11 @@ impl Client {
                 });
             }
             tracing::warn!(error = %error.error_message, kind = ?kind, "the OpAMP server refused a message");
-            return Ok(());
+            return Ok(true);
         }
         if let Some(id) = answer.agent_identification {
             match <[u8; 16]>::try_from(id.new_instance_uid.as_slice()) {
+                Ok(bytes) if bytes == self.uid.0 => {}
                 Ok(bytes) => {
                     self.uid = InstanceUid(bytes);
                     tracing::info!(instance_uid = %self.uid.text(), "the OpAMP server assigned a new instance uid");
@@ -380,7 +423,7 @@ impl Client {
             .map(|o| o.heartbeat_interval_seconds)
             .filter(|s| *s > 0)
         {
-            self.interval = Duration::from_secs(beat);
+            self.interval = Duration::from_secs(beat).clamp(HEARTBEAT_BOUNDS.0, HEARTBEAT_BOUNDS.1);
         }
         if let Some(remote) = answer.remote_config {
             self.on_remote_config(remote).await;
@@ -404,7 +447,7 @@ impl Client {
         if answer.command.is_some() {
             tracing::warn!("the OpAMP server sent a command; this agent takes none");
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn on_remote_config(&mut self, remote: AgentRemoteConfig) {
@@ -470,6 +513,11 @@ impl Client {
         let path = self.store.remote_config_path();
         let config = compose::compose(&local, &remote.toml, &path, &Env::capture())
             .map_err(|e| e.to_string())?;
+        // Staged before the switch, so a config that runs can always be kept; made
+        // the kept one by a rename once it runs (a kill -9 between leaves the old one).
+        self.store
+            .stage_remote_config(remote)
+            .map_err(|e| format!("cannot keep it for the next start: {e}"))?;
         let (tx, rx) = oneshot::channel();
         self.api
             .control
@@ -493,20 +541,32 @@ impl Client {
         })
     }
 
+    /// Installs again what failed for a passing reason (a download cut off), once
+    /// its backoff is over.
+    async fn retry_packages(&mut self) {
+        let dir = self.api.status.config.plugins_dir();
+        let installed = self.packages.retry_if_due(&dir).await;
+        if !installed.is_empty() {
+            self.activate_packages().await;
+        }
+    }
+
     /// New plugin files are in place: the remote config that failed for want of them
     /// is tried again, or else the running config reloads to pick them up.
     async fn activate_packages(&mut self) {
         if let Some(config) = self.failed_remote.take() {
             tracing::info!("trying the refused remote config again with the new packages");
             let hash = config.hash.clone();
-            self.remote = match self.apply(&config).await {
-                Ok(note) => status(&hash, RemoteConfigStatuses::Applied, note),
+            match self.apply(&config).await {
+                Ok(note) => {
+                    self.remote = status(&hash, RemoteConfigStatuses::Applied, note);
+                    return;
+                }
                 Err(e) => {
                     self.failed_remote = Some(config);
-                    status(&hash, RemoteConfigStatuses::Failed, e)
+                    self.remote = status(&hash, RemoteConfigStatuses::Failed, e);
                 }
-            };
-            return;
+            }
         }
         let (tx, rx) = oneshot::channel();
         if self.api.control.send(Control::Reload(tx)).await.is_ok() {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::StatusCode;
@@ -48,9 +49,46 @@ pub enum PackageError {
     },
 }
 
+/// How long after a passing failure (a download cut off) an offer is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+impl PackageError {
+    /// Whether trying again may work: a download or a write that failed, not a
+    /// package that does not verify.
+    fn is_passing(&self) -> bool {
+        matches!(
+            self,
+            PackageError::Download(_) | PackageError::Io(_) | PackageError::Install { .. }
+        )
+    }
+}
+
+/// The longest one package may take to download (a server that trickles bytes must
+/// not hold the fleet client forever).
+const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(900);
+
+/// Whether `url` is on the fleet server (same host, port and security; `ws` and
+/// `http` alike), where the fleet's credentials may go.
+fn same_server(url: &url::Url, server: &url::Url) -> bool {
+    let secure = |u: &url::Url| matches!(u.scheme(), "https" | "wss");
+    url.host_str() == server.host_str()
+        && url.port_or_known_default() == server.port_or_known_default()
+        && secure(url) == secure(server)
+}
+
+/// An offer to try again, and when.
+struct Retry {
+    packages: HashMap<String, PackageAvailable>,
+    all_hash: Vec<u8>,
+    at: Instant,
+}
+
 /// The packages on this device and how the last offer went.
 pub struct PackageManager {
     endpoint: Endpoint,
+    /// The fleet server: its headers (credentials) go only to downloads from it.
+    server: url::Url,
+    retry: Option<Retry>,
     store: FleetStore,
     keys: Vec<PublicKey>,
     max_bytes: u64,
@@ -63,6 +101,7 @@ pub struct PackageManager {
 impl PackageManager {
     pub fn new(
         endpoint: Endpoint,
+        server: url::Url,
         store: FleetStore,
         keys: Vec<PublicKey>,
         max_bytes: u64,
@@ -71,6 +110,8 @@ impl PackageManager {
         let offered_all_hash = from_hex(&installed.all_packages_hash).unwrap_or_default();
         PackageManager {
             endpoint,
+            server,
+            retry: None,
             store,
             keys,
             max_bytes,
@@ -93,12 +134,14 @@ impl PackageManager {
         all_hash: Vec<u8>,
         plugins_dir: &Path,
     ) -> Vec<String> {
-        if !all_hash.is_empty() && all_hash == self.offered_all_hash {
+        if !all_hash.is_empty() && to_hex(&all_hash) == self.installed.all_packages_hash {
             return Vec::new();
         }
         self.offered_all_hash = all_hash.clone();
+        self.retry = None;
         let mut installed = Vec::new();
         let mut all_ok = true;
+        let mut passing = false;
         let mut names: Vec<_> = packages.keys().cloned().collect();
         names.sort();
         for name in names {
@@ -130,6 +173,7 @@ impl PackageManager {
                 }
                 Err(e) => {
                     all_ok = false;
+                    passing |= e.is_passing();
                     tracing::error!(package = %name, version = %offer.version, error = %e,
                         "plugin package refused; nothing changed");
                     let mut status = self.status_of(&name);
@@ -143,11 +187,30 @@ impl PackageManager {
         }
         if all_ok {
             self.installed.all_packages_hash = to_hex(&all_hash);
+        } else if passing {
+            // The server does not offer again what the agent said it received: the
+            // agent tries again itself.
+            self.retry = Some(Retry {
+                packages,
+                all_hash,
+                at: Instant::now() + RETRY_AFTER,
+            });
         }
         if let Err(e) = self.store.set_packages(&self.installed) {
             tracing::error!(error = %e, "cannot record the installed packages");
         }
         installed
+    }
+
+    /// Tries the last offer again if a passing failure left it and its time came.
+    pub async fn retry_if_due(&mut self, plugins_dir: &Path) -> Vec<String> {
+        if self.retry.as_ref().is_none_or(|r| Instant::now() < r.at) {
+            return Vec::new();
+        }
+        let retry = self.retry.take().expect("checked");
+        tracing::info!("trying the plugin packages that failed again");
+        self.offer(retry.packages, retry.all_hash, plugins_dir)
+            .await
     }
 
     /// The statuses to report: every installed package, and every failed offer.
@@ -204,34 +267,33 @@ impl PackageManager {
             .flat_map(|h| &h.headers)
             .map(|h| (h.key.clone(), h.value.clone()))
             .collect();
-        let content = self
-            .download(name, &url, &headers, &file.content_hash)
-            .await?;
-        let actual = sha256(&content);
-        if actual != file.content_hash {
-            self.discard_partial(name);
-            return Err(PackageError::HashMismatch {
-                actual: to_hex(&actual),
-                offered: to_hex(&file.content_hash),
-            });
-        }
-        if file.signature.is_empty() {
-            return Err(PackageError::Unsigned);
-        }
-        if !self
-            .keys
-            .iter()
-            .any(|k| k.verifies(&content, &file.signature))
-        {
-            return Err(PackageError::BadSignature);
-        }
+        let part = tokio::time::timeout(
+            DOWNLOAD_DEADLINE,
+            self.download(
+                name,
+                &url,
+                &headers,
+                same_server(&url, &self.server),
+                &file.content_hash,
+            ),
+        )
+        .await
+        .map_err(|_| PackageError::Download(TransportError::Timeout(DOWNLOAD_DEADLINE)))??;
+        // Hashing, checking and writing up to max_package_bytes: off the reactor.
+        let keys = self.keys.clone();
+        let (hash, signature) = (file.content_hash.clone(), file.signature.clone());
         let target = plugins_dir.join(format!("{name}.wasm"));
-        std::fs::create_dir_all(plugins_dir)
-            .and_then(|()| replace_file(&target, &content))
-            .map_err(|source| PackageError::Install {
-                dir: plugins_dir.to_owned(),
-                source,
-            })?;
+        let dir = plugins_dir.to_owned();
+        let checked = tokio::task::spawn_blocking(move || {
+            verify_and_install(&part, &hash, &signature, &keys, &dir, &target).map(|()| target)
+        })
+        .await
+        .map_err(|e| PackageError::Io(std::io::Error::other(e)))?;
+        if let Err(PackageError::HashMismatch { .. }) = &checked {
+            // A corrupted partial download must not be resumed.
+            self.discard_partial(name);
+        }
+        let target = checked?;
         self.discard_partial(name);
         Ok(target)
     }
@@ -258,8 +320,9 @@ impl PackageManager {
         name: &str,
         url: &url::Url,
         headers: &[(String, String)],
+        fleet_headers: bool,
         content_hash: &[u8],
-    ) -> Result<Vec<u8>, PackageError> {
+    ) -> Result<PathBuf, PackageError> {
         let (part, meta) = self.partial(name);
         std::fs::create_dir_all(self.store.downloads_dir())?;
         let same = std::fs::read_to_string(&meta).is_ok_and(|h| h.trim() == to_hex(content_hash));
@@ -272,13 +335,13 @@ impl PackageManager {
             self.discard_partial(name);
             return Err(PackageError::TooLarge(self.max_bytes));
         }
-        let response = self.endpoint.get(url, headers, have).await?;
+        let response = self.endpoint.get(url, headers, fleet_headers, have).await?;
         let status = response.status();
         let mut out = match status {
             StatusCode::PARTIAL_CONTENT if have > 0 => {
                 std::fs::OpenOptions::new().append(true).open(&part)?
             }
-            StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => return Ok(std::fs::read(&part)?),
+            StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => return Ok(part),
             StatusCode::OK => std::fs::File::create(&part)?,
             other => return Err(TransportError::Status(other).into()),
         };
@@ -302,6 +365,90 @@ impl PackageManager {
             }
         }
         drop(out);
-        Ok(std::fs::read(&part)?)
+        Ok(part)
+    }
+}
+
+/// Checks the downloaded file `part` (its SHA-256 against `content_hash`, its
+/// signature against `keys`) and writes it to `target` atomically. Blocking.
+fn verify_and_install(
+    part: &Path,
+    content_hash: &[u8],
+    signature: &[u8],
+    keys: &[PublicKey],
+    dir: &Path,
+    target: &Path,
+) -> Result<(), PackageError> {
+    let content = std::fs::read(part)?;
+    let actual = sha256(&content);
+    if actual != content_hash {
+        return Err(PackageError::HashMismatch {
+            actual: to_hex(&actual),
+            offered: to_hex(content_hash),
+        });
+    }
+    if signature.is_empty() {
+        return Err(PackageError::Unsigned);
+    }
+    if !keys.iter().any(|k| k.verifies(&content, signature)) {
+        return Err(PackageError::BadSignature);
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| replace_file(target, &content))
+        .map_err(|source| PackageError::Install {
+            dir: dir.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_credentials_go_only_to_the_fleet_server() {
+        let server = url::Url::parse("wss://fleet.example/v1/opamp").unwrap();
+        let same = url::Url::parse("https://fleet.example/files/a.wasm").unwrap();
+        let plain = url::Url::parse("http://fleet.example/files/a.wasm").unwrap();
+        let other = url::Url::parse("https://cdn.example/a.wasm").unwrap();
+        let port = url::Url::parse("https://fleet.example:8443/a.wasm").unwrap();
+        assert!(same_server(&same, &server));
+        assert!(!same_server(&plain, &server));
+        assert!(!same_server(&other, &server));
+        assert!(!same_server(&port, &server));
+    }
+
+    #[test]
+    fn a_package_installs_only_if_hash_and_signature_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("p.part");
+        std::fs::write(&part, b"wasm bytes").unwrap();
+        let (key, _) = crate::signing::SigningKey::generate().unwrap();
+        let keys = vec![key.public()];
+        let hash = sha256(b"wasm bytes");
+        let signature = key.sign(b"wasm bytes");
+        let target = dir.path().join("plugins/p.wasm");
+        let install = |hash: &[u8], signature: &[u8]| {
+            verify_and_install(
+                &part,
+                hash,
+                signature,
+                &keys,
+                &dir.path().join("plugins"),
+                &target,
+            )
+        };
+        assert!(matches!(
+            install(&[0; 32], &signature),
+            Err(PackageError::HashMismatch { .. })
+        ));
+        assert!(matches!(install(&hash, &[]), Err(PackageError::Unsigned)));
+        assert!(matches!(
+            install(&hash, &[1; 64]),
+            Err(PackageError::BadSignature)
+        ));
+        assert!(!target.exists());
+        install(&hash, &signature).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"wasm bytes");
     }
 }

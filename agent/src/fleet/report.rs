@@ -169,55 +169,93 @@ pub fn health(api: &Api, start_time_unix_nano: u64) -> ComponentHealth {
     agent
 }
 
-/// The config text to report: as written (`${VAR}` not expanded), except that a literal
-/// value of a secret-looking key (`*token*`, `*password*`, `*secret*`, `*api_key*`,
-/// `authorization`) or a URL's literal password becomes `<redacted>` — then the TOML
-/// is written anew, without comments. A secret's value never leaves the device.
+/// The config text to report: the TOML as loaded, `${VAR}` as written, with every
+/// literal secret replaced by `<redacted>`: values of secret-looking keys (`*token*`,
+/// `*pass*`, `*secret*`, `*auth*`, `*cookie*`, `*credential*`, `*private*`,
+/// `*api_key*`), every header value, and the password of a URL. Written anew from the
+/// parsed TOML, so comments (which may hold anything) stay on the device too.
 pub fn redacted(text: &str) -> String {
-    let Ok(mut table) = text.parse::<toml::Table>() else {
-        return text.to_owned();
-    };
-    if !redact_table(&mut table) {
-        return text.to_owned();
+    match text.parse::<toml::Table>() {
+        Ok(mut table) => {
+            redact_table(&mut table, false);
+            toml::to_string(&table).unwrap_or_default()
+        }
+        Err(_) => "# the running config is not shown: it does not parse as TOML\n".to_owned(),
     }
-    toml::to_string(&table).unwrap_or_default()
 }
 
-fn redact_table(table: &mut toml::Table) -> bool {
-    let mut changed = false;
+fn redact_table(table: &mut toml::Table, headers: bool) {
     for (key, value) in table.iter_mut() {
-        changed |= redact_value(key, value);
+        redact_value(key, value, headers);
     }
-    changed
 }
 
-fn redact_value(key: &str, value: &mut toml::Value) -> bool {
+fn redact_value(key: &str, value: &mut toml::Value, in_headers: bool) {
+    let key = key.to_ascii_lowercase().replace('-', "_");
     match value {
-        toml::Value::String(s) if !s.contains("${") => {
-            let key = key.to_ascii_lowercase().replace('-', "_");
-            let secret = ["token", "password", "secret", "api_key", "apikey"]
+        toml::Value::String(s) => {
+            let secret = in_headers
+                || [
+                    "token",
+                    "pass",
+                    "secret",
+                    "auth",
+                    "cookie",
+                    "credential",
+                    "private",
+                    "api_key",
+                    "apikey",
+                ]
                 .iter()
-                .any(|k| key.contains(k))
-                || key == "authorization";
-            if secret {
+                .any(|k| key.contains(k));
+            if secret && !is_reference(s) {
                 *s = "<redacted>".into();
-                return true;
-            }
-            match url::Url::parse(s) {
-                Ok(mut url) if url.password().is_some() => {
-                    let _ = url.set_password(Some("redacted"));
-                    *s = url.to_string();
-                    true
-                }
-                _ => false,
+            } else if let Some(url) = without_password(s) {
+                *s = url;
             }
         }
-        toml::Value::Table(t) => redact_table(t),
-        toml::Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |changed, v| redact_value(key, v) | changed),
-        _ => false,
+        toml::Value::Table(t) => redact_table(t, key == "headers"),
+        toml::Value::Array(items) => {
+            for item in items {
+                redact_value(&key, item, in_headers);
+            }
+        }
+        _ => {}
     }
+}
+
+/// A value whose secret part is `${VAR}` references only: nothing but them, or an
+/// auth scheme word before them (`Bearer ${TOKEN}`).
+fn is_reference(s: &str) -> bool {
+    let mut literal = String::new();
+    let mut rest = s;
+    let mut found = false;
+    while let Some(start) = rest.find("${") {
+        literal.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            return false;
+        };
+        found = true;
+        rest = &rest[start + end + 1..];
+    }
+    literal.push_str(rest);
+    let literal = literal.trim();
+    found && literal.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+/// `s` with the password of its URL userinfo replaced, if it has a literal one.
+fn without_password(s: &str) -> Option<String> {
+    let scheme_end = s.find("://")? + 3;
+    let authority_end = s[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(s.len(), |i| scheme_end + i);
+    let at = s[scheme_end..authority_end].rfind('@')? + scheme_end;
+    let colon = s[scheme_end..at].find(':')? + scheme_end;
+    let password = &s[colon + 1..at];
+    if password.is_empty() || (password.starts_with("${") && password.ends_with('}')) {
+        return None;
+    }
+    Some(format!("{}redacted{}", &s[..colon + 1], &s[at..]))
 }
 
 /// The config the agent runs, as [`redacted`] gives it.
@@ -261,8 +299,8 @@ mod tests {
             out.contains("Bearer ${TOKEN}") && out.contains("camera:events"),
             "{out}"
         );
-        let plain = "# kept as written\n[agent]\ndevice_id = \"cam\"\n";
-        assert_eq!(redacted(plain), plain);
+        let plain = "# a comment\n[agent]\ndevice_id = \"cam\"\n";
+        assert_eq!(redacted(plain), "[agent]\ndevice_id = \"cam\"\n");
     }
 
     #[test]

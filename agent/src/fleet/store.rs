@@ -110,8 +110,28 @@ impl FleetStore {
 
     /// Keeps `config` as the last applied remote config.
     pub fn set_remote_config(&self, config: &RemoteConfig) -> std::io::Result<()> {
+        self.stage_remote_config(config)?;
+        self.commit_remote_config()
+    }
+
+    /// Writes `config` beside the kept one (synced), for [`commit_remote_config`]
+    /// to make it the kept one once it runs. A staged config is never read at start.
+    ///
+    /// [`commit_remote_config`]: Self::commit_remote_config
+    pub fn stage_remote_config(&self, config: &RemoteConfig) -> std::io::Result<()> {
         let text = format!("{HASH_LINE}{}\n{}", to_hex(&config.hash), config.toml);
-        self.replace(&self.remote_config_path(), text.as_bytes())
+        self.replace(&self.staged_path(), text.as_bytes())
+    }
+
+    /// The staged remote config becomes the kept one (a rename, then the directory
+    /// synced).
+    pub fn commit_remote_config(&self) -> std::io::Result<()> {
+        std::fs::rename(self.staged_path(), self.remote_config_path())?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
+    fn staged_path(&self) -> PathBuf {
+        self.dir.join("remote-config.staged")
     }
 
     /// The installed packages (none if never written or unreadable).

@@ -103,15 +103,22 @@ impl Endpoint {
         }
     }
 
-    /// One HTTP/1.1 exchange on a new connection (package downloads).
+    /// One HTTP/1.1 exchange on a new connection (package downloads): `headers`, and
+    /// the fleet's own (its credentials) only if `fleet_headers`.
     pub async fn get(
         &self,
         url: &Url,
         headers: &[(String, String)],
+        fleet_headers: bool,
         range_from: u64,
     ) -> Result<hyper::Response<hyper::body::Incoming>, TransportError> {
         let mut sender = self.http_connection(url).await?;
         let mut request = self.request(Method::GET, url, Bytes::new())?;
+        if !fleet_headers {
+            for (name, _) in &self.headers {
+                request.headers_mut().remove(name);
+            }
+        }
         for (name, value) in headers {
             let (name, value) = header(name, value)?;
             request.headers_mut().insert(name, value);
@@ -165,7 +172,8 @@ impl Endpoint {
         Ok(request)
     }
 
-    async fn timed<T, E: Into<TransportError>>(
+    /// `f`, bounded by the endpoint's timeout.
+    pub async fn timed<T, E: Into<TransportError>>(
         &self,
         f: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, TransportError> {
