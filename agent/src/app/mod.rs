@@ -128,20 +128,13 @@ async fn start(
 impl Started {
     /// Serves until SIGINT or SIGTERM, then shuts down in order.
     async fn serve(self) -> anyhow::Result<()> {
-        let Started {
-            mut running,
-            fixed,
-            api,
-            requests,
-            stop,
-            server,
-            fleet,
-        } = self;
-        serve_until_stopped(&mut running, &fixed, &api, requests).await?;
+        let mut running = self.running;
+        let (fixed, api, stop) = (self.fixed, self.api, self.stop);
+        serve_until_stopped(&mut running, &fixed, &api, self.requests).await?;
         tracing::info!("shutting down: no new requests; finishing in-flight ones");
         stop.stop();
-        let _ = server.await;
-        if let Some(fleet) = fleet {
+        let _ = self.server.await;
+        if let Some(fleet) = self.fleet {
             // It says goodbye to its server (bounded: the server may be away).
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fleet).await;
         }
