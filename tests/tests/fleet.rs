@@ -547,12 +547,14 @@ fn mutual_tls_over_https_and_wss_and_a_wrong_client_refused() {
         certs.path("client.key")
     );
     for url in [server.http_url(), server.ws_url()] {
+        // Counted before the agent starts: its first report may well come before
+        // `start_agent` returns.
+        let before = server.agents().len();
         let agent_dir = tempfile::tempdir().unwrap();
         let agent = start_agent(
             agent_dir.path(),
             &local_config(&url, &store.url("/in"), &tls),
         );
-        let before = server.agents().len();
         wait_agent(&server, &format!("a report over {url}"), |_| {
             server.agents().len() > before
         });
