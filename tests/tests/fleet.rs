@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use outpost_tests::agent::{run_cli, Agent, Launcher};
-use outpost_tests::fixture::{body, http_sink, post_ok, AGENT, DELIVERY};
+use outpost_tests::fixture::{body, delivered_numbers, http_sink, post_ok, AGENT, DELIVERY};
 use outpost_tests::opamp::OpampServer;
 use outpost_tests::receiver::Receiver;
 use outpost_tests::wait_for;
@@ -213,7 +213,11 @@ fn reports_status_and_config(transport: Transport) {
     });
 
     // Sequence numbers go up by one; a full report comes when asked.
-    let reports = view["reports"]["effective_config"].as_u64().unwrap();
+    // The count is read right before the ask: a reconnect in between also sends the
+    // effective config, and must not pass for the answer.
+    let reports = server.agent().unwrap()["reports"]["effective_config"]
+        .as_u64()
+        .unwrap();
     server.ask_full_state();
     let view = wait_agent(&server, "a full state report", |v| {
         v["reports"]["effective_config"].as_u64().unwrap() > reports
@@ -299,7 +303,9 @@ fn remote_config_applied_then_kept(transport: Transport) {
     agent.restart();
     post_numbered(&agent, "restarted", 3);
     wait_delivered(&remote, 2);
-    assert_eq!(local.accepted().len(), 2);
+    // Distinct events: a request the receiver saw twice (a retry after a slow answer)
+    // is not a wrong route.
+    assert_eq!(delivered_numbers(&local.accepted()), [0, 1].into());
 
     // The server back: the agent reports the config it runs, and is not sent it again.
     server.start_again();
@@ -592,7 +598,7 @@ fn a_busy_server_is_left_alone_for_as_long_as_it_asks() {
     wait_agent(&server, "the first report", |v| {
         v["messages"].as_u64() > Some(0)
     });
-    server.throttle(4);
+    server.throttle(6);
     wait_for("a 503 answered", DELIVERY, || {
         (server.throttled() > 0).then_some(())
     });
@@ -604,9 +610,10 @@ fn a_busy_server_is_left_alone_for_as_long_as_it_asks() {
     });
     post_numbered(&agent, "busy", 1);
     wait_delivered(&store, 1);
-    // Retry-After: 1 with a 1 s poll: about one request a second, not a storm.
+    // Retry-After: 1 with a 1 s poll: about one request a second (6 in the 6 s), not a
+    // storm.
     let throttled = server.throttled();
-    assert!(throttled <= 8, "{throttled} requests in 4 s");
+    assert!(throttled <= 10, "{throttled} requests in 6 s");
     let before = server.agent().unwrap()["messages"].as_u64().unwrap();
     wait_agent(&server, "reports again once the server is free", |v| {
         v["messages"].as_u64() > Some(before)

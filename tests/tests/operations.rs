@@ -136,14 +136,11 @@ fn reload_under_load_swaps_plugins_and_sinks_and_loses_nothing() {
         assert_eq!(seen[id], 2, "{id}: the new plugin's output, once");
     }
     assert_eq!(seen[&accepted[0]], 1, "the old plugin's: one per request");
-    let archived = wait_for("the new sink's messages", DELIVERY, || {
+    // The file sink delivers on its own: it may be a batch behind the HTTP receiver.
+    wait_for("the new sink gets the newest", DELIVERY, || {
         let text = std::fs::read_to_string(&archive).unwrap_or_default();
-        (text.lines().count() >= 20).then_some(text)
+        (text.lines().count() >= 20 && text.contains(&accepted[accepted.len() - 1])).then_some(())
     });
-    assert!(
-        archived.contains(&accepted[accepted.len() - 1]),
-        "the new sink gets the newest"
-    );
     let h = agent.get_json("/v1/health");
     assert_eq!(h["config"]["generation"], 2);
     assert!(h["config"]["last_error"].is_null());

@@ -1,7 +1,9 @@
 //! Opening the sled database: finishing an interrupted compaction, removing what a
 //! failed snapshot left behind, and what to do when the database is corrupt.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::QueueError;
 
@@ -36,7 +38,17 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// A database that sled reports as corrupt or unsupported is renamed to
 /// `<path>.corrupt-<unix ms>` and a fresh one takes its place: an agent that cannot
 /// start is worse than one that starts empty, and nothing is thrown away.
+///
+/// sled releases its file lock only when its last internal handle is gone, which can
+/// lag the drop of a database a little (its flusher thread): the open waits for that (a
+/// few seconds at most), so a reopen in the same process does not fail on our own lock.
 pub fn open(path: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), QueueError> {
+    for _ in 0..50 {
+        if !held_by_another_handle(path) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     finish_compaction(path)?;
     remove_unfinished_snapshots(path);
     let config = || {
@@ -62,6 +74,20 @@ pub fn open(path: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), QueueEr
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether an open handle (a database dropped a moment ago, whose threads still hold
+/// it) has the lock sled takes on its file: an exclusive `flock`, which our probe would
+/// not get either.
+fn held_by_another_handle(dir: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = File::open(dir.join("db")) else {
+        return false; // no database yet
+    };
+    // SAFETY: flock on a file descriptor that `file` keeps open for the call; the lock
+    // (if taken) goes with the descriptor when `file` is dropped.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    !taken && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
 /// A snapshot sled failed to write (a full disk) is left as `snap.*.generating`, which

@@ -15,7 +15,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
-use std::time::Duration;
 
 use super::open::{self, Opened};
 use super::QueueError;
@@ -84,7 +83,7 @@ impl std::ops::Deref for Guard<'_> {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<(Store, Opened), QueueError> {
-        let (db, opened) = open_retrying(dir, cache_bytes)?;
+        let (db, opened) = open::open(dir, cache_bytes)?;
         let trees = Trees::open(db, dir)?;
         let store = Store {
             dir: dir.to_owned(),
@@ -201,7 +200,7 @@ impl Store {
             Some(old) => replace(old, &self.dir),
             None => Ok(()),
         };
-        let (db, _) = open_retrying(&self.dir, self.cache_bytes)?;
+        let (db, _) = open::open(&self.dir, self.cache_bytes)?;
         let trees = Trees::open(db, &self.dir)?;
         after(&trees)?;
         *slot = Some(trees);
@@ -214,30 +213,4 @@ impl Store {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-/// sled releases its file lock only when its last internal handle is gone, which can
-/// lag the drop a little: wait for it (a few seconds at most) before opening.
-fn open_retrying(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, Opened), QueueError> {
-    for _ in 0..50 {
-        if !held_by_another_handle(dir) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    open::open(dir, cache_bytes)
-}
-
-/// Whether an open handle (a database dropped a moment ago, whose threads still hold
-/// it) has the lock sled takes on its file: an exclusive `flock`, which our probe would
-/// not get either.
-fn held_by_another_handle(dir: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(file) = File::open(dir.join("db")) else {
-        return false; // no database yet
-    };
-    // SAFETY: flock on a file descriptor that `file` keeps open for the call; the lock
-    // (if taken) goes with the descriptor when `file` is dropped.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    !taken && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }
