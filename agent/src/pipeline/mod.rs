@@ -11,6 +11,7 @@
 
 mod monitoring;
 mod timers;
+mod workers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,7 @@ use crate::config::TopicTemplates;
 use crate::plugin::{LoadedPlugin, PluginError, PluginHost, SendingInput};
 use crate::queue::{Queue, QueueError};
 use crate::sync;
+use workers::{Submitted, Workers};
 
 /// Why a job was not done. Nothing of it was queued.
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +98,15 @@ pub struct Pipeline {
     /// Outputs of internal producers the queue refused: there is no producer to answer,
     /// so they are dropped, and counted here.
     internal_drops: Arc<AtomicU64>,
+    /// Where [`Pipeline::run`]'s jobs wait for a worker.
+    workers: Arc<Workers>,
 }
 
 impl Pipeline {
     pub fn new(plugins: Arc<PluginHost>, queue: Arc<Queue>, topics: TopicTemplates) -> Self {
         Pipeline {
             current: Arc::new(RwLock::new(Arc::new(PluginSet { plugins, topics }))),
+            workers: Arc::new(Workers::new(Arc::clone(&queue))),
             queue,
             internal_drops: Arc::default(),
         }
@@ -127,34 +132,18 @@ impl Pipeline {
     /// Does `job`. Returns once every message the plugins produced for it is on disk;
     /// on error nothing of it is queued and the producer decides (answer, retry).
     ///
-    /// The job runs on the blocking pool: the plugin calls, then the admission of their
-    /// messages. That thread hands the ticket back first and then, if it is to lead
-    /// the group commit, commits for every request waiting (see `queue::commit`).
+    /// The job waits for one of the pipeline's workers on the blocking pool: the plugin
+    /// calls, then the admission of their messages; the worker that is to lead the
+    /// group commit commits for every request waiting (see `queue::commit`). The answer
+    /// comes from the commit: one wake-up of the producer's task.
     pub async fn run(&self, job: Job) -> Result<Accepted, PipelineError> {
-        let (queue, set) = (Arc::clone(&self.queue), self.set());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let (result, lead) = match produce(&set, job) {
-                Ok((messages, events)) => match queue.enqueue(&messages) {
-                    Ok((ticket, lead)) => {
-                        let accepted = Accepted {
-                            events,
-                            messages: messages.len(),
-                        };
-                        (Ok((ticket, accepted)), lead)
-                    }
-                    Err(e) => (Err(e.into()), None),
-                },
-                Err(e) => (Err(e), None),
-            };
-            let _ = tx.send(result);
-            if let Some(lead) = lead {
-                lead.run();
-            }
+        let (answer, rx) = tokio::sync::oneshot::channel();
+        self.workers.submit(Submitted {
+            job,
+            set: self.set(),
+            answer,
         });
-        let (ticket, accepted) = rx.await.map_err(|_| PipelineError::Lost)??;
-        ticket.durable().await?;
-        Ok(accepted)
+        rx.await.map_err(|_| PipelineError::Lost)?
     }
 
     /// Runs a source's batch: each job in order, as [`Pipeline::run`] would, in one

@@ -10,8 +10,8 @@
 //! answer), and under load a sync covers every request that arrived during the last
 //! one — no timer, no wait to gather.
 //!
-//! A leader hands its own producer its ticket before it leads ([`Lead`]), so a busy
-//! leader never delays its own answer.
+//! A leader answers its own producer through the commit like any other ([`Reply`]),
+//! so a busy leader never delays its own answer.
 //!
 //! [`Queue::enqueue`]: super::Queue::enqueue
 
@@ -52,11 +52,14 @@ pub(super) struct Group {
     pub reserved: u64,
 }
 
-type Reply = oneshot::Sender<Result<(), Arc<QueueError>>>;
+/// Told once a group is durable and in its sinks' FIFOs, or why it is not: a
+/// callback, so that a producer waiting on its own channel is woken once, by the
+/// commit, not first by the admission and then by the commit.
+pub(super) type Reply = Box<dyn FnOnce(Result<(), QueueError>) + Send>;
 
 /// Resolves once a group is durable and in its sinks' FIFOs.
 #[must_use = "messages are durable only once the ticket resolves"]
-pub struct Ticket(Option<oneshot::Receiver<Result<(), Arc<QueueError>>>>);
+pub struct Ticket(Option<oneshot::Receiver<Result<(), QueueError>>>);
 
 impl Ticket {
     /// For nothing to commit.
@@ -70,11 +73,20 @@ impl Ticket {
             return Ok(());
         };
         match rx.await {
-            Ok(result) => result.map_err(QueueError::Commit),
+            Ok(result) => result,
             Err(_) => Err(QueueError::Io(std::io::Error::other(
                 "the group commit stopped",
             ))),
         }
+    }
+
+    /// A ticket, and the reply that resolves it.
+    pub(super) fn new() -> (Ticket, Reply) {
+        let (tx, rx) = oneshot::channel();
+        let reply: Reply = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        (Ticket(Some(rx)), reply)
     }
 }
 
@@ -118,13 +130,13 @@ impl Committer {
         }
     }
 
-    /// Queues `group`; the ticket, and the lead if no thread is committing.
-    pub fn enqueue(&self, core: &Arc<Core>, group: Group) -> (Ticket, Option<Lead>) {
-        let (tx, rx) = oneshot::channel();
+    /// Queues `group`, to be answered through `reply`; the lead if no thread is
+    /// committing.
+    pub fn enqueue(&self, core: &Arc<Core>, group: Group, reply: Reply) -> Option<Lead> {
         let mut waiting = lock(&self.waiting);
-        waiting.groups.push((group, tx));
+        waiting.groups.push((group, reply));
         let lead = !std::mem::replace(&mut waiting.leading, true);
-        (Ticket(Some(rx)), lead.then(|| Lead(Arc::clone(core))))
+        lead.then(|| Lead(Arc::clone(core)))
     }
 
     /// Where each journal is indexed up to, now (for a checkpoint).
@@ -194,7 +206,7 @@ impl Core {
         self.commit.commits.fetch_add(1, Ordering::Relaxed);
         for ((group, reply), failure) in groups.iter().zip(replies).zip(failed) {
             self.reserved.fetch_sub(group.reserved, Ordering::Relaxed);
-            let _ = reply.send(failure.map_or(Ok(()), Err));
+            reply(failure.map_or(Ok(()), |e| Err(QueueError::Commit(e))));
         }
         let mut touched: Vec<&Arc<SinkQueue>> = Vec::new();
         for m in groups.iter().flat_map(|g| &g.messages) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use outpost_pdk::Message;
 
-use super::commit::{Group, Lead, Prepared, Ticket};
+use super::commit::{Group, Lead, Prepared, Reply, Ticket};
 use super::record::{EnvelopeRef, PayloadRef, RecordRef};
 use super::store::Trees;
 use super::{Core, Queue, QueueError, SinkQueue, StoredMessage};
@@ -59,10 +59,33 @@ impl Queue {
         if messages.is_empty() {
             return Ok((Ticket::done(), None));
         }
-        let core = &self.core;
-        core.store.writable()?;
-        let group = core.admit(messages)?;
-        Ok(core.commit.enqueue(&self.core, group))
+        let group = self.core.admit_writable(messages)?;
+        let (ticket, reply) = Ticket::new();
+        Ok((ticket, self.core.commit.enqueue(&self.core, group, reply)))
+    }
+
+    /// [`Queue::enqueue`] that answers through `then` instead of a ticket: once the
+    /// messages are durable and in their FIFOs, or at once if they are refused (or if
+    /// there are none). Returns the lead if this thread is to commit. Blocking.
+    pub fn enqueue_then(
+        &self,
+        messages: &[Message],
+        then: impl FnOnce(Result<(), QueueError>) + Send + 'static,
+    ) -> Option<Lead> {
+        if messages.is_empty() {
+            then(Ok(()));
+            return None;
+        }
+        match self.core.admit_writable(messages) {
+            Ok(group) => {
+                let reply: Reply = Box::new(then);
+                self.core.commit.enqueue(&self.core, group, reply)
+            }
+            Err(e) => {
+                then(Err(e));
+                None
+            }
+        }
     }
 
     /// The sink acknowledged `message`: delete it. Blocking. Not flushed on its own: a
@@ -76,6 +99,12 @@ impl Queue {
 }
 
 impl Core {
+    /// [`Core::admit`] if the database takes writes.
+    fn admit_writable(&self, messages: &[Message]) -> Result<Group, QueueError> {
+        self.store.writable()?;
+        self.admit(messages)
+    }
+
     /// Encodes `messages` and admits them against the disk reserve and the cap (which
     /// may drop the oldest messages); their bytes stay reserved until the group is
     /// committed or fails.

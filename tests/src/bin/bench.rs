@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use outpost_tests::free_port;
+
 /// The HTTPS and compression scenarios, and the plugin host's (a directory of their
 /// own, so that cargo does not take the files for other binaries).
 #[path = "bench/fleet.rs"]
@@ -224,14 +226,6 @@ impl Agent {
         let _ = self.child.wait();
         self.dir
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn dir_bytes(path: &Path) -> u64 {
