@@ -90,6 +90,7 @@ fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
             .as_u64()
             .unwrap()
     };
+    let started = std::time::Instant::now();
     for round in 0..3 {
         let before = calls(&agent);
         health_requests(&agent, &format!("b{round}"), 10);
@@ -110,10 +111,14 @@ fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
             assert_eq!(sent.matches(&id).count(), 1, "{id} once:\n{sent}");
         }
     }
+    // One message per timer tick at most: 3 when the rounds take a tick or two (as on a
+    // quiet machine), more only when a stalled machine stretched them over more ticks.
+    let ticks = started.elapsed().as_millis() as usize / 1500 + 2;
     assert!(
-        influx.accepted().len() <= 3,
-        "30 points, {} messages",
-        influx.accepted().len()
+        influx.accepted().len() <= ticks.max(3),
+        "30 points, {} messages over {} timer ticks",
+        influx.accepted().len(),
+        ticks
     );
 
     // Points the batcher accepted survive a restart before its flush.

@@ -1,5 +1,5 @@
 //! Source and sink types that this build may not have: the protocols behind cargo
-//! features (`redis`, `amqp`). A config that uses one the build lacks is refused by
+//! features (`redis`, `amqp`, `fleet`, `zstd`). A config that uses one the build lacks is refused by
 //! `check` and `run`, naming the key, instead of being ignored.
 
 use super::de::Ctx;
@@ -25,6 +25,21 @@ pub(super) fn require(ctx: &Ctx<'_>, key: &str, kind: &str) -> Result<(), Config
         )),
         None => Ok(()),
     }
+}
+
+/// Refuses `compression = "zstd"` at `key` if this build lacks the `zstd` feature.
+pub(super) fn require_compression(
+    ctx: &Ctx<'_>,
+    key: &str,
+    codec: super::Compression,
+) -> Result<(), ConfigError> {
+    if codec == super::Compression::Zstd && !cfg!(feature = "zstd") {
+        return Err(ctx.error(
+            key,
+            "`zstd` is not in this build of outpost (build it with the cargo feature `zstd`, or use `gzip`)",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses `[fleet]` if this build lacks the `fleet` feature.

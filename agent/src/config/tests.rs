@@ -267,6 +267,7 @@ fn https_sink(extra: &str) -> String {
     format!("{BASE}[sinks.s]\ntype = \"http\"\nurl = \"https://cloud.example/in\"\n{extra}")
 }
 
+#[cfg(feature = "zstd")]
 #[test]
 fn https_sink_with_tls_keys_and_compression() {
     let c = parse(&https_sink(
@@ -565,6 +566,18 @@ fn amqp_source_and_sink_parse_with_vhost_and_credentials() {
          queue = \"q\"\nplugin = \"p\"\nprefetch = 0"
     ));
     assert!(e.contains("sources.s.prefetch"), "{e}");
+}
+
+#[cfg(not(feature = "zstd"))]
+#[test]
+fn zstd_compression_the_build_lacks_is_refused_naming_the_key() {
+    let e = error_of(&https_sink("compression = \"zstd\""));
+    assert!(
+        e.contains("sinks.s.compression") && e.contains("feature `zstd`"),
+        "{e}"
+    );
+    let c = parse(&https_sink("compression = \"gzip\"")).unwrap();
+    assert_eq!(http_sink(&c).compression, Compression::Gzip);
 }
 
 #[cfg(not(feature = "amqp"))]

@@ -153,6 +153,7 @@ pub(super) fn parse(
             return Err(ctx.error(format!("{key}.{name}"), "only applies to an https:// url"));
         }
     }
+    super::super::features::require_compression(ctx, &format!("{key}.compression"), s.compression)?;
     let proxy = resolve_proxy(env, &s.url, s.proxy.as_deref())
         .map_err(|message| ctx.error(format!("{key}.proxy"), message))?;
     Ok(HttpSinkConfig {
