@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
@@ -59,6 +59,9 @@ struct State {
     /// File data written since the last cut, and made durable, in bytes (for tests
     /// that check the model was exercised).
     synced_bytes: u64,
+    /// When each file was synced, with its name: what was written to it before then
+    /// is durable (for tests that check a sync policy, not just its effect).
+    file_syncs: Vec<(Instant, String)>,
 }
 
 const ROOT: u64 = 1;
@@ -80,6 +83,7 @@ impl State {
             next_ino: ROOT + 1,
             capacity,
             synced_bytes: 0,
+            file_syncs: Vec::new(),
         }
     }
 
@@ -214,6 +218,15 @@ impl State {
             Some(Node::File { data, durable }) => {
                 self.synced_bytes += data.len() as u64;
                 *durable = data.clone();
+                let name = self.nodes.values().find_map(|n| match n {
+                    Node::Dir { names, .. } => names
+                        .iter()
+                        .find(|(_, i)| **i == ino)
+                        .map(|(name, _)| name.clone()),
+                    Node::File { .. } => None,
+                });
+                self.file_syncs
+                    .push((Instant::now(), name.unwrap_or_default()));
             }
             Some(Node::Dir { names, durable }) => *durable = names.clone(),
             None => {}
@@ -591,6 +604,18 @@ impl TestFs {
     /// Bytes of file data made durable since the start (the model was exercised).
     pub fn synced_bytes(&self) -> u64 {
         self.state.lock().unwrap().synced_bytes
+    }
+
+    /// The last time before `before` that a file whose name ends with `suffix` was
+    /// synced: anything written to such a file before then survives a power cut.
+    pub fn last_sync(&self, suffix: &str, before: Instant) -> Option<Instant> {
+        let state = self.state.lock().unwrap();
+        state
+            .file_syncs
+            .iter()
+            .filter(|(at, name)| *at <= before && name.ends_with(suffix))
+            .map(|(at, _)| *at)
+            .max()
     }
 
     pub fn path(&self) -> &Path {

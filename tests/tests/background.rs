@@ -80,6 +80,8 @@ fn messages_with(receiver: &Receiver, needle: &str) -> usize {
 fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let influx = Receiver::start();
+    // From before the agent starts: its readiness checks make points too.
+    let started = std::time::Instant::now();
     let mut agent = Agent::start(dir.path(), &batcher_config(&influx.url("/write"), 1500));
     let plugin = &agent.get_json("/v1/plugins")["plugins"][0];
     assert_eq!(plugin["timer_ms"], 1500, "interval from the settings");
@@ -90,7 +92,6 @@ fn batcher_turns_many_points_into_one_message_and_keeps_them_across_restarts() {
             .as_u64()
             .unwrap()
     };
-    let started = std::time::Instant::now();
     for round in 0..3 {
         let before = calls(&agent);
         health_requests(&agent, &format!("b{round}"), 10);

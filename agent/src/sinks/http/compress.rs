@@ -101,37 +101,44 @@ mod tests {
         parts.concat()
     }
 
-    #[test]
-    fn gzip_round_trips_and_shrinks_json() {
-        let parts = parts();
-        let plain = joined(&parts);
-        let gz = compress(Compression::Gzip, &parts).unwrap();
+    /// The codecs this build has.
+    const CODECS: &[Compression] = &[
+        Compression::Gzip,
+        #[cfg(feature = "zstd")]
+        Compression::Zstd,
+    ];
+
+    fn decode(codec: Compression, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, plain);
-        assert!(
-            gz.len() * 5 < plain.len(),
-            "{} of {}",
-            gz.len(),
-            plain.len()
-        );
+        match codec {
+            Compression::None => out.extend_from_slice(body),
+            Compression::Gzip => {
+                flate2::read::GzDecoder::new(body)
+                    .read_to_end(&mut out)
+                    .unwrap();
+            }
+            #[cfg(feature = "zstd")]
+            Compression::Zstd => out = zstd::stream::decode_all(body).unwrap(),
+            #[cfg(not(feature = "zstd"))]
+            Compression::Zstd => unreachable!("not in this build"),
+        }
+        out
     }
 
-    #[cfg(feature = "zstd")]
     #[test]
-    fn zstd_round_trips_and_shrinks_json() {
+    fn each_codec_round_trips_and_shrinks_json() {
         let parts = parts();
         let plain = joined(&parts);
-        let zs = compress(Compression::Zstd, &parts).unwrap();
-        assert_eq!(zstd::stream::decode_all(&zs[..]).unwrap(), plain);
-        assert!(
-            zs.len() * 5 < plain.len(),
-            "{} of {}",
-            zs.len(),
-            plain.len()
-        );
+        for &codec in CODECS {
+            let body = compress(codec, &parts).unwrap();
+            assert_eq!(decode(codec, &body), plain, "{codec:?}");
+            assert!(
+                body.len() * 5 < plain.len(),
+                "{codec:?}: {} of {}",
+                body.len(),
+                plain.len()
+            );
+        }
     }
 
     #[tokio::test]
@@ -140,13 +147,11 @@ mod tests {
             .map(|i| Bytes::from(format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(200))))
             .collect();
         assert!(joined(&big).len() >= OFF_REACTOR);
-        let sent = encode(Compression::Gzip, big.clone()).await.unwrap();
-        assert_eq!(sent.len(), 1);
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&sent[0][..])
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, joined(&big));
+        for &codec in CODECS {
+            let sent = encode(codec, big.clone()).await.unwrap();
+            assert_eq!(sent.len(), 1, "{codec:?}");
+            assert_eq!(decode(codec, &sent[0]), joined(&big), "{codec:?}");
+        }
         let none = encode(Compression::None, big.clone()).await.unwrap();
         assert_eq!(none, big, "no compression leaves the parts alone");
     }
