@@ -218,7 +218,7 @@ impl Core {
     }
 
     /// Appends each journal's block; a failed write fails the groups in it.
-    fn write(&self, blocks: &mut BTreeMap<String, Block>, failed: &mut [Option<Arc<QueueError>>]) {
+    fn write(&self, blocks: &mut BTreeMap<&str, Block>, failed: &mut [Option<Arc<QueueError>>]) {
         for (stream, block) in blocks.iter_mut() {
             match self.segments.append_frames(stream, &block.bytes) {
                 Ok(at) => block.at = Some(at),
@@ -229,9 +229,9 @@ impl Core {
 
     /// Makes the blocks written durable; a failed sync fails the groups in them (and
     /// cuts the block off, so that a restart does not bring them back).
-    fn sync(&self, blocks: &mut BTreeMap<String, Block>, failed: &mut [Option<Arc<QueueError>>]) {
+    fn sync(&self, blocks: &mut BTreeMap<&str, Block>, failed: &mut [Option<Arc<QueueError>>]) {
         let written = blocks.iter().filter(|(_, b)| b.at.is_some());
-        let synced = self.segments.sync_streams(written.map(|(s, _)| s.as_str()));
+        let synced = self.segments.sync_streams(written.map(|(s, _)| *s));
         self.commit.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = synced {
             let e = Arc::new(QueueError::Segment(e));
@@ -257,14 +257,15 @@ impl Core {
     fn index(
         &self,
         groups: &[Group],
-        blocks: &BTreeMap<String, Block>,
+        blocks: &BTreeMap<&str, Block>,
         failed: &[Option<Arc<QueueError>>],
     ) {
-        let mut records: Vec<(&[u8], Vec<u8>)> = Vec::new();
-        let mut checkpoints: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut added: Vec<(&Prepared, Size, Option<SegmentRef>)> = Vec::new();
-        let mut positions: Vec<(&str, Position)> = Vec::new();
-        for (stream, block) in blocks {
+        let frames: usize = blocks.values().map(|b| b.frames.len()).sum();
+        let mut records: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(frames);
+        let mut checkpoints: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(blocks.len());
+        let mut added: Vec<(&Prepared, Size, Option<SegmentRef>)> = Vec::with_capacity(frames);
+        let mut positions: Vec<(&str, Position)> = Vec::with_capacity(blocks.len());
+        for (&stream, block) in blocks {
             let Some(at) = block.at else { continue };
             for &(g, m, offset, len) in &block.frames {
                 if failed[g].is_some() {
@@ -336,13 +337,28 @@ impl Core {
     }
 }
 
-/// The frames of a round, by journal.
-fn frame(groups: &[Group]) -> BTreeMap<String, Block> {
-    let mut blocks: BTreeMap<String, Block> = BTreeMap::new();
+/// The frames of a round, by journal; each block's buffer sized for its frames up
+/// front (grown from empty, it copied the round's payloads again at each doubling).
+fn frame(groups: &[Group]) -> BTreeMap<&str, Block> {
+    let mut blocks: BTreeMap<&str, Block> = BTreeMap::new();
+    let mut sizes: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for message in groups.iter().flat_map(|g| &g.messages) {
+        let size = sizes.entry(message.sink.name.as_str()).or_default();
+        size.0 += journal::frame_len(&message.key, &message.record);
+        size.1 += 1;
+    }
+    for (stream, (bytes, frames)) in sizes {
+        let block = Block {
+            bytes: Vec::with_capacity(bytes),
+            frames: Vec::with_capacity(frames),
+            at: None,
+        };
+        blocks.insert(stream, block);
+    }
     for (g, group) in groups.iter().enumerate() {
         let parts = group.messages.len() as u32;
         for (m, message) in group.messages.iter().enumerate() {
-            let block = blocks.entry(message.sink.name.to_string()).or_default();
+            let block = blocks.entry(message.sink.name.as_str()).or_default();
             let offset = block.bytes.len();
             let len = journal::encode(
                 &mut block.bytes,

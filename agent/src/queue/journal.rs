@@ -40,6 +40,11 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// The length of the frame [`encode`] makes of `key` and `record`.
+pub(super) fn frame_len(key: &[u8], record: &[u8]) -> usize {
+    HEADER + BODY_HEADER + key.len() + record.len()
+}
+
 /// Appends the frame of one message to `out`; returns its length.
 pub(super) fn encode(
     out: &mut Vec<u8>,

@@ -250,8 +250,23 @@ impl Envelope {
 }
 
 impl EnvelopeRef<'_> {
+    /// Encodes into a buffer sized for the record up front: growing it from empty
+    /// reallocated (and copied) the payload several times per message.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("encoding to a Vec cannot fail")
+        let r = &self.0;
+        let strings = r.content_type.len()
+            + r.topic.map_or(0, str::len)
+            + r.key.map_or(0, str::len)
+            + r.idempotency.map_or(0, str::len)
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 10)
+                .sum::<usize>();
+        let PayloadRef::Inline(payload) = r.payload;
+        // Varint lengths and tags: at most 10 bytes per field, 16 fields' worth.
+        let capacity = payload.len() + strings + 160;
+        postcard::to_extend(self, Vec::with_capacity(capacity))
+            .expect("encoding to a Vec cannot fail")
     }
 }
 
