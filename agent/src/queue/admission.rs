@@ -229,3 +229,38 @@ impl Admission {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The measure kept between requests must not wave through what a fresh one
+    /// refuses: a request bigger than the room left is refused every time, also right
+    /// after small ones were admitted on the kept measure.
+    #[test]
+    fn a_kept_measure_never_admits_what_a_fresh_one_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = QueueConfig {
+            min_free_bytes: Some(0),
+            ..QueueConfig::default()
+        };
+        let admission = Admission::new(&config, dir.path()).unwrap();
+        let space = disk::fs_space(dir.path()).unwrap();
+        if !space.known() {
+            return; // nothing to measure on this filesystem
+        }
+        let too_big = space.total.saturating_mul(2);
+        for _ in 0..3 {
+            assert!(admission.check_disk(1).is_ok());
+            assert!(admission.check_disk(1 << 10).is_ok());
+            assert!(
+                matches!(
+                    admission.check_disk(too_big),
+                    Err(QueueError::DiskFull { .. })
+                ),
+                "{too_big} bytes admitted on a filesystem of {}",
+                space.total
+            );
+        }
+    }
+}
