@@ -53,6 +53,10 @@ pub enum LoadFailure {
     Module(#[from] wasm::ModuleError),
     #[error("cannot link: {0:#}")]
     Link(wasmtime::Error),
+    /// A `wasm32-wasip1` plugin in a build without WASI (the camera build leaves it
+    /// out for size): said as such, not as an unknown import.
+    #[error("it is built for wasm32-wasip1 (it imports `wasi_snapshot_preview1`), and this agent was built without WASI: build the agent with the cargo feature `wasi`, or the plugin for wasm32-unknown-unknown")]
+    NoWasi,
     #[error("its settings: {0}")]
     Settings(serde_json::Error),
     #[error(transparent)]

@@ -41,6 +41,9 @@ use super::services::PluginServices;
 use super::{LoadError, LoadFailure};
 use crate::config::SandboxConfig;
 
+/// The import module of WASI preview 1's functions.
+const WASI_P1: &str = "wasi_snapshot_preview1";
+
 /// File extension of precompiled plugins (`outpost compile`).
 pub const PRECOMPILED_EXTENSION: &str = "cwasm";
 
@@ -73,6 +76,9 @@ impl WasmFactory {
         let module = loader
             .load(&runtime.engine, path)
             .map_err(|e| error(e.into()))?;
+        if cfg!(not(feature = "wasi")) && uses_wasi(&module) {
+            return Err(error(LoadFailure::NoWasi));
+        }
         let pre = runtime
             .linker
             .instantiate_pre(&module)
@@ -100,9 +106,9 @@ impl WasmFactory {
     }
 }
 
-#[cfg(feature = "wasi")]
+/// Whether `module` imports WASI preview 1 (a `wasm32-wasip1` build).
 fn uses_wasi(module: &wasmtime::Module) -> bool {
-    module.imports().any(|i| i.module() == wasi::MODULE)
+    module.imports().any(|i| i.module() == WASI_P1)
 }
 
 /// Why a plugin's self-description was not usable.

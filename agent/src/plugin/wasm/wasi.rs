@@ -14,9 +14,6 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use super::state::HostState;
 use crate::config::SandboxConfig;
 
-/// The import module WASI preview 1 functions come from.
-pub const MODULE: &str = "wasi_snapshot_preview1";
-
 /// An instance's WASI context (empty until its plugin needs one).
 #[derive(Default)]
 pub struct Wasi {
