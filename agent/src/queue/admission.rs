@@ -91,7 +91,7 @@ struct Measured {
 }
 
 /// How long a measure stands in for a new one …
-const MEASURE_TTL: Duration = Duration::from_millis(50);
+const MEASURE_TTL: Duration = Duration::from_millis(10);
 /// … and only while the estimate is this far above the reserve: near it, every
 /// request measures (as before), so what is refused there does not change.
 const MEASURE_MARGIN: u64 = 64 << 20;
