@@ -189,6 +189,30 @@ mod tests {
     }
 
     #[test]
+    fn trailing_data_is_malformed_json() {
+        let e = err(r#"{"handler_id": "h", "account_id": "a", "events": [{}]} x"#);
+        assert_eq!(e.code, "malformed_json");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let e = err(r#"{"handler_id": "h", "account_id": "a", "events": [{}]}{}"#);
+        assert_eq!(e.code, "malformed_json");
+    }
+
+    /// The 202's body is the contract's, byte for byte (it was a JSON map, whose keys
+    /// serde_json sorts).
+    #[test]
+    fn the_answer_has_the_bytes_it_always_had() {
+        let body = serde_json::to_vec(&Answer {
+            accepted: 3,
+            request_id: "r-1",
+        })
+        .unwrap();
+        let map =
+            serde_json::to_vec(&serde_json::json!({"request_id": "r-1", "accepted": 3})).unwrap();
+        assert_eq!(body, map);
+        assert_eq!(body, br#"{"accepted":3,"request_id":"r-1"}"#);
+    }
+
+    #[test]
     fn events_are_kept_raw() {
         let body = parse(
             br#"{"handler_id":"h","account_id":"a","events":[{"b": 1,  "a":[2]}]}"#,

@@ -90,6 +90,18 @@ struct Measured {
     admitted: u64,
 }
 
+/// Whether a kept measure's `estimate`, `age` old, may decide on `needed` more bytes
+/// instead of a new measure: while it is recent, and far enough above the reserve that
+/// it could not refuse them (only a new measure refuses).
+fn stands_in(estimate: FsSpace, reserve: u64, needed: u64, age: Duration) -> bool {
+    let far = !estimate.known()
+        || estimate.available
+            >= reserve
+                .saturating_add(needed)
+                .saturating_add(MEASURE_MARGIN);
+    far && age < MEASURE_TTL
+}
+
 /// How long a measure stands in for a new one …
 const MEASURE_TTL: Duration = Duration::from_millis(10);
 /// … and only while the estimate is this far above the reserve: near it, every
@@ -169,28 +181,25 @@ impl Admission {
     }
 
     /// The filesystem before admitting `needed` more bytes: the last measure less what
-    /// was admitted since, while that is recent and well above the reserve; else a new
-    /// measure. Either way `needed` counts as admitted from then on.
+    /// was admitted since, while that [`stands_in`]; else a new measure (taken outside
+    /// the lock: a slow filesystem then holds up each caller, not a queue of them).
+    /// Either way `needed` counts as admitted from then on.
     fn space_for(&self, needed: u64) -> Option<FsSpace> {
-        let mut measured = sync::lock(&self.measured);
-        if let Some(m) = measured.as_mut() {
-            let estimate = FsSpace {
-                total: m.space.total,
-                available: m.space.available.saturating_sub(m.admitted),
-            };
-            let far = !estimate.known()
-                || estimate.available
-                    >= self
-                        .reserve
-                        .saturating_add(needed)
-                        .saturating_add(MEASURE_MARGIN);
-            if far && m.at.elapsed() < MEASURE_TTL {
-                m.admitted = m.admitted.saturating_add(needed);
-                return Some(estimate);
+        {
+            let mut measured = sync::lock(&self.measured);
+            if let Some(m) = measured.as_mut() {
+                let estimate = FsSpace {
+                    total: m.space.total,
+                    available: m.space.available.saturating_sub(m.admitted),
+                };
+                if stands_in(estimate, self.reserve, needed, m.at.elapsed()) {
+                    m.admitted = m.admitted.saturating_add(needed);
+                    return Some(estimate);
+                }
             }
         }
         let space = self.space();
-        *measured = space.map(|space| Measured {
+        *sync::lock(&self.measured) = space.map(|space| Measured {
             at: Instant::now(),
             space,
             admitted: needed,
@@ -234,11 +243,39 @@ impl Admission {
 mod tests {
     use super::*;
 
-    /// The measure kept between requests must not wave through what a fresh one
-    /// refuses: a request bigger than the room left is refused every time, also right
-    /// after small ones were admitted on the kept measure.
     #[test]
-    fn a_kept_measure_never_admits_what_a_fresh_one_refuses() {
+    fn a_kept_measure_decides_only_when_recent_and_far_from_the_reserve() {
+        let space = |available| FsSpace {
+            total: 10 << 30,
+            available,
+        };
+        let (reserve, needed) = (100 << 20, 1 << 20);
+        let edge = reserve + needed + MEASURE_MARGIN;
+        let fresh = Duration::from_millis(1);
+        assert!(stands_in(space(edge), reserve, needed, fresh));
+        assert!(
+            !stands_in(space(edge - 1), reserve, needed, fresh),
+            "near: measure"
+        );
+        assert!(
+            !stands_in(space(edge), reserve, needed, MEASURE_TTL),
+            "old: measure"
+        );
+        assert!(!stands_in(space(0), reserve, needed, fresh));
+        // A filesystem of unknown size is never refused: the kept measure is as good.
+        let unknown = FsSpace {
+            total: 0,
+            available: 0,
+        };
+        assert!(stands_in(unknown, reserve, needed, fresh));
+        // Nothing overflows near u64::MAX.
+        assert!(!stands_in(space(u64::MAX - 1), u64::MAX, needed, fresh));
+    }
+
+    /// On a real filesystem: small requests pass on the kept measure, and one bigger
+    /// than the room left is refused every time, also right after them.
+    #[test]
+    fn a_request_bigger_than_the_room_left_is_refused_every_time() {
         let dir = tempfile::tempdir().unwrap();
         let config = QueueConfig {
             min_free_bytes: Some(0),

@@ -186,3 +186,41 @@ impl InstanceFactory for WasmFactory {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module with one function import, `<module>.fd_write: () -> ()`.
+    #[cfg(feature = "cranelift")]
+    fn importing(module: &str) -> Vec<u8> {
+        let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+        bytes.extend([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // types: one `() -> ()`
+        let mut import = vec![0x01, module.len() as u8];
+        import.extend(module.as_bytes());
+        import.push(8);
+        import.extend(b"fd_write");
+        import.extend([0x00, 0x00]); // a function of type 0
+        bytes.extend([0x02, import.len() as u8]);
+        bytes.extend(import);
+        bytes
+    }
+
+    /// What decides that a build without WASI refuses a plugin (`LoadFailure::NoWasi`)
+    /// and that a build with it gives the plugin a WASI context.
+    #[cfg(feature = "cranelift")]
+    #[test]
+    fn wasip1_plugins_are_told_by_their_imports() {
+        let engine = engine::engine_for(None).unwrap();
+        let wasi = wasmtime::Module::new(&engine, importing(WASI_P1)).unwrap();
+        assert!(uses_wasi(&wasi));
+        let plain = wasmtime::Module::new(&engine, importing("extism:host/env")).unwrap();
+        assert!(!uses_wasi(&plain));
+    }
+
+    #[test]
+    fn the_refusal_names_the_target_and_the_feature() {
+        let e = LoadFailure::NoWasi.to_string();
+        assert!(e.contains("wasm32-wasip1") && e.contains("`wasi`"), "{e}");
+    }
+}
