@@ -79,6 +79,16 @@ impl WasmFactory {
         if cfg!(not(feature = "wasi")) && uses_wasi(&module) {
             return Err(error(LoadFailure::NoWasi));
         }
+        if cfg!(not(feature = "wasi"))
+            && !(sandbox.allowed_paths.is_empty() && sandbox.read_only_paths.is_empty())
+        {
+            // Only WASI opens files: granted paths mean nothing to this build.
+            tracing::warn!(
+                plugin = name,
+                "plugins.sandbox.{name}.allowed_paths / read_only_paths are set, but this \
+                 agent was built without WASI (cargo feature `wasi`): they grant nothing"
+            );
+        }
         let pre = runtime
             .linker
             .instantiate_pre(&module)
