@@ -84,7 +84,7 @@ fn under_power_cuts(sync_keys: &str, cuts: usize) -> (Accepted, HashSet<String>,
     );
     let mut agent = Agent::start(dir.path(), &config);
     let accepted: Accepted = Arc::default();
-    let mut cut_at = Vec::new();
+    let mut made = Vec::new();
     for round in 0..cuts {
         let round_began = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
@@ -99,7 +99,7 @@ fn under_power_cuts(sync_keys: &str, cuts: usize) -> (Accepted, HashSet<String>,
             // The power goes while requests are being answered.
             agent.kill9();
             let at = Instant::now();
-            cut_at.push(Cut {
+            made.push(Cut {
                 round_began,
                 at,
                 journal_synced: fs.last_sync(".jrn", at),
@@ -135,7 +135,7 @@ fn under_power_cuts(sync_keys: &str, cuts: usize) -> (Accepted, HashSet<String>,
         accepted_ids.difference(&got).count()
     );
     assert!(!accepted_ids.is_empty());
-    (accepted, got, cut_at)
+    (accepted, got, made)
 }
 
 #[test]

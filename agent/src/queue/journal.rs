@@ -53,9 +53,10 @@ pub(super) fn encode(
     key: &[u8],
     record: &[u8],
 ) -> usize {
-    let body_len = BODY_HEADER + key.len() + record.len();
+    let len = frame_len(key, record);
+    let body_len = len - HEADER;
     let start = out.len();
-    out.reserve(HEADER + body_len);
+    out.reserve(len);
     out.push(MAGIC);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]); // the CRC, below
@@ -66,7 +67,7 @@ pub(super) fn encode(
     out.extend_from_slice(record);
     let crc = crc32fast::hash(&out[start + HEADER..]);
     out[start + 5..start + 9].copy_from_slice(&crc.to_le_bytes());
-    HEADER + body_len
+    len
 }
 
 /// The index value of a message whose frame (of `frame_len` bytes) starts at `at`:

@@ -263,7 +263,8 @@ impl EnvelopeRef<'_> {
                 .map(|(k, v)| k.len() + v.len() + 10)
                 .sum::<usize>();
         let PayloadRef::Inline(payload) = r.payload;
-        // Varint lengths and tags: at most 10 bytes per field, 16 fields' worth.
+        // Tags and varint lengths: at most 10 bytes each, for the record's 8 fields and
+        // its string and payload lengths (headers counted above).
         let capacity = payload.len() + strings + 160;
         postcard::to_extend(self, Vec::with_capacity(capacity))
             .expect("encoding to a Vec cannot fail")
