@@ -21,6 +21,8 @@ use outpost_tests::free_port;
 /// own, so that cargo does not take the files for other binaries).
 #[path = "bench/fleet.rs"]
 mod fleet;
+#[path = "bench/fluent_bit.rs"]
+mod fluent_bit;
 #[path = "bench/https.rs"]
 mod https;
 #[path = "bench/plugin.rs"]
@@ -51,6 +53,7 @@ fn main() {
         "redis-source",
         "amqp-source",
         "fleet",
+        "fluent-bit",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -87,6 +90,7 @@ fn main() {
             "redis-source" => sources::redis_stream(),
             "amqp-source" => sources::amqp_queue(),
             "fleet" => fleet::scenario(),
+            "fluent-bit" => fluent_bit::side_by_side(),
             other => eprintln!(
                 "unknown scenario {other}; known: {all:?} (and plugin's parts: plugin-calls, plugin-idle)"
             ),
@@ -186,21 +190,11 @@ impl Agent {
 
     /// (utime + stime) in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        ticks / 100.0
+        proc_cpu_seconds(self.pid())
     }
 
     fn status_kb(&self, key: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.split_whitespace().nth(0)?.parse().ok())
-            .unwrap_or(0)
+        proc_status_kb(self.pid(), key)
     }
 
     fn rss_mb(&self) -> f64 {
@@ -226,6 +220,25 @@ impl Agent {
         let _ = self.child.wait();
         self.dir
     }
+}
+
+/// A process's (utime + stime) in seconds.
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// A `/proc/<pid>/status` figure in kB (`key` with its colon, e.g. `VmRSS:`).
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn dir_bytes(path: &Path) -> u64 {
@@ -426,10 +439,15 @@ fn drive_varied_load(
                             std::thread::sleep(wait);
                         }
                     }
-                    let id = format!("X-Request-Id: r{}-{}\r\n", now_ns(), n);
+                    let id = format!(
+                        "Content-Type: application/json\r\nX-Request-Id: r{}-{}\r\n",
+                        now_ns(),
+                        n
+                    );
                     let body = &bodies[n as usize % bodies.len()];
+                    // 2xx: Outpost answers 202, Fluent Bit (side by side) 201.
                     match conn.send("POST", "/v1/events", &id, body) {
-                        202 => accepted.fetch_add(1, Ordering::Relaxed),
+                        200..=299 => accepted.fetch_add(1, Ordering::Relaxed),
                         _ => rejected.fetch_add(1, Ordering::Relaxed),
                     };
                 }
@@ -456,14 +474,30 @@ struct Tally {
     wire_bytes: AtomicU64,
     body_bytes: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
+    /// Counts a body's occurrences of this instead of request ids (for another
+    /// agent's output, which carries no send time).
+    count_by: Option<&'static [u8]>,
     first_ns: AtomicU64,
     last_ns: AtomicU64,
 }
 
 impl Tally {
+    /// A tally that counts the records of a body by `key`.
+    fn counting(key: &'static [u8]) -> Tally {
+        Tally {
+            count_by: Some(key),
+            ..Tally::default()
+        }
+    }
+
     /// Counts the messages in `payload`: one, or each of a batched POST's array.
     fn record(&self, payload: &[u8]) {
         let now = now_ns();
+        if let Some(key) = self.count_by {
+            let n = payload.windows(key.len()).filter(|w| w == &key).count();
+            self.messages.fetch_add(n as u64, Ordering::Relaxed);
+            return;
+        }
         let mut messages = 0;
         let mut rest = payload;
         while let Some((sent, next)) = find_sent_ns(rest) {
@@ -588,12 +622,17 @@ fn mqtt_sink_config(port: u16, in_flight: usize, extra: &str) -> String {
 }
 
 /// The bench config with an HTTP sink to `url`; `OUTPOST_BENCH_HTTP_SINK` adds keys
-/// (e.g. `batch_max_messages = 100`, to see what delivery costs of the agent's CPU).
+/// (e.g. `batch_max_messages = 100`, to see what delivery costs of the agent's CPU),
+/// and `OUTPOST_BENCH_QUEUE` adds keys to `[queue]` (e.g. `sync = "interval"`).
 fn http_sink_config(url: &str) -> String {
     let extra = std::env::var("OUTPOST_BENCH_HTTP_SINK").unwrap_or_default();
-    bench_config(&format!(
+    let queue = std::env::var("OUTPOST_BENCH_QUEUE").unwrap_or_default();
+    let mut config = bench_config(&format!(
         "type = \"http\"\nurl = \"{url}\"\nretry = {{ initial_ms = 100, max_ms = 1000 }}\n{extra}"
-    ))
+    ));
+    config.push_str(&queue); // the config ends in [queue]
+    config.push('\n');
+    config
 }
 
 /// How a scenario loads the agent: `requests` requests of `events` events (~1 KB each)
@@ -606,6 +645,73 @@ struct Load {
     rate: u64,
     /// Over the agent's Unix socket instead of TCP.
     unix: bool,
+}
+
+impl Load {
+    /// `requests` of `events` over `connections` TCP connections, as fast as taken.
+    fn flat_out(requests: u64, events: usize, connections: usize) -> Load {
+        Load {
+            requests,
+            events,
+            connections,
+            rate: 0,
+            unix: false,
+        }
+    }
+}
+
+/// What a load measured of the agent that took it.
+struct Measured {
+    events: usize,
+    accepted: u64,
+    rejected: u64,
+    /// From the first request to the last answer.
+    elapsed: Duration,
+    /// Whether every accepted message reached the receiver …
+    delivered: bool,
+    /// … and from the first request to then (or to the wait's end).
+    total: Duration,
+    /// p50 and p99 from ingest to the receiver, in ms, where the messages tell.
+    latency: Option<(f64, f64)>,
+    cpu: f64,
+    idle_rss: f64,
+    peak_rss: f64,
+}
+
+impl Measured {
+    /// The rows every load reports.
+    fn add_to(&self, r: &mut Report) {
+        let per_s = |d: Duration| self.accepted as f64 * self.events as f64 / d.as_secs_f64();
+        r.add("accepted events/s", format!("{:.0}", per_s(self.elapsed)));
+        r.add("rejected requests", self.rejected);
+        r.add(
+            "delivered events/s (first POST→last)",
+            if self.delivered {
+                format!("{:.0}", per_s(self.total))
+            } else {
+                "incomplete".into()
+            },
+        );
+        r.add(
+            "first POST → last delivery",
+            format!("{:.2} s", self.total.as_secs_f64()),
+        );
+        if let Some((p50, p99)) = self.latency {
+            r.add(
+                "latency p50 / p99 (ingest→receiver)",
+                format!("{p50:.2} ms / {p99:.2} ms"),
+            );
+        }
+        r.add("agent CPU seconds", format!("{:.2}", self.cpu));
+        r.add(
+            "agent CPU per request",
+            format!("{:.1} µs", self.cpu * 1e6 / self.accepted.max(1) as f64),
+        );
+        r.add(
+            "agent RSS idle / peak",
+            format!("{:.1} MB / {:.1} MB", self.idle_rss, self.peak_rss),
+        );
+    }
 }
 
 /// Runs `load` through an agent with `config`, and
@@ -633,7 +739,6 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
     let delivered = tally.wait(accepted, Duration::from_secs(600));
     let total = first.elapsed();
     let cpu = agent.cpu_seconds() - cpu0;
-    let (p50, p99) = tally.percentiles();
     let mut r = Report::new(name);
     r.add(
         "requests x events (event ~1 KB)",
@@ -647,42 +752,19 @@ fn run_load(name: &str, config: &str, tally: &Arc<Tally>, load: Load) {
             }
         ),
     );
-    r.add(
-        "accepted events/s",
-        format!(
-            "{:.0}",
-            accepted as f64 * events as f64 / elapsed.as_secs_f64()
-        ),
-    );
-    r.add("rejected requests", rejected);
-    r.add(
-        "delivered events/s (first POST→last)",
-        if delivered {
-            format!(
-                "{:.0}",
-                accepted as f64 * events as f64 / total.as_secs_f64()
-            )
-        } else {
-            "incomplete".into()
-        },
-    );
-    r.add(
-        "first POST → last delivery",
-        format!("{:.2} s", total.as_secs_f64()),
-    );
-    r.add(
-        "latency p50 / p99 (ingest→receiver)",
-        format!("{p50:.2} ms / {p99:.2} ms"),
-    );
-    r.add("agent CPU seconds", format!("{cpu:.2}"));
-    r.add(
-        "agent CPU per request",
-        format!("{:.1} µs", cpu * 1e6 / accepted.max(1) as f64),
-    );
-    r.add(
-        "agent RSS idle / peak",
-        format!("{idle_rss:.1} MB / {:.1} MB", agent.peak_rss_mb()),
-    );
+    Measured {
+        events,
+        accepted,
+        rejected,
+        elapsed,
+        delivered,
+        total,
+        latency: Some(tally.percentiles()),
+        cpu,
+        idle_rss,
+        peak_rss: agent.peak_rss_mb(),
+    }
+    .add_to(&mut r);
     // `flushes`: what agents before the journal reported.
     let queue = &agent.health()["queue"];
     let commits = queue["commits"]
@@ -759,13 +841,7 @@ fn http_batch() {
 /// Cameras often post one event per request: `requests` requests of `events` events,
 /// 8 connections. Per-request costs (commit, plugin call, response) dominate.
 fn http_small(events: usize, requests: u64) {
-    let load = Load {
-        requests,
-        events,
-        connections: 8,
-        rate: 0,
-        unix: false,
-    };
+    let load = Load::flat_out(requests, events, 8);
     http_scenario(
         &format!("small requests: {requests} x {events} event(s), WASM plugin, HTTP sink"),
         load,
