@@ -20,6 +20,7 @@ checked against an independent implementation of the wire format.
   POST /control/garbage       the next answer (HTTP) or push (WebSocket) is garbage
   POST /control/full_state    the next answer asks for a full state report
   POST /control/throttle      {"seconds": N}: answer 503 with Retry-After for N s
+  POST /control/slow_files    {"seconds": N}: each download takes about N s (a slow link)
 """
 
 import argparse
@@ -39,7 +40,7 @@ from opentelemetry._opamp.proto import opamp_pb2 as pb
 LOCK = threading.Lock()
 AGENTS = {}  # uid hex -> dict of what it reported
 OFFER = {"config": None, "config_hash": b"", "packages": None, "all_hash": b""}
-FLAGS = {"garbage": False, "full_state": False, "throttle_until": 0.0}
+FLAGS = {"garbage": False, "full_state": False, "throttle_until": 0.0, "file_seconds": 0.0}
 WS_CLIENTS = {}  # uid hex -> websocket
 LOOP = None
 FILES = "."
@@ -167,14 +168,22 @@ class Handler(BaseHTTPRequestHandler):
     def body(self):
         return self.rfile.read(int(self.headers.get("Content-Length", 0)))
 
-    def send(self, status, body=b"", ctype="application/json", headers=()):
+    def send(self, status, body=b"", ctype="application/json", headers=(), seconds=0.0):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         for k, v in headers:
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if seconds <= 0:
+            self.wfile.write(body)
+            return
+        # In 16 slices over `seconds`, as a slow link would deliver it.
+        step = max(1, -(-len(body) // 16))
+        for i in range(0, len(body), step):
+            time.sleep(seconds / 16)
+            self.wfile.write(body[i:i + step])
+            self.wfile.flush()
 
     def do_GET(self):
         if self.path == "/control/throttled":
@@ -199,8 +208,9 @@ class Handler(BaseHTTPRequestHandler):
             if start >= len(data):
                 return self.send(416, b"", "application/octet-stream")
             return self.send(206, data[start:], "application/octet-stream",
-                             [("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")])
-        self.send(200, data, "application/octet-stream")
+                             [("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")],
+                             FLAGS["file_seconds"])
+        self.send(200, data, "application/octet-stream", seconds=FLAGS["file_seconds"])
 
     def do_POST(self):
         body = self.body()
@@ -227,6 +237,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, b"{}")
         if self.path == "/control/throttle":
             FLAGS["throttle_until"] = time.time() + req["seconds"]
+            return self.send(200, b"{}")
+        if self.path == "/control/slow_files":
+            FLAGS["file_seconds"] = float(req["seconds"])
             return self.send(200, b"{}")
         self.send(404, b"{}")
 

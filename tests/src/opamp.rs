@@ -183,6 +183,11 @@ impl OpampServer {
         self.post("/control/throttle", &json!({ "seconds": seconds }));
     }
 
+    /// Each package download takes about `seconds` from now on (a slow link).
+    pub fn slow_files(&self, seconds: u64) {
+        self.post("/control/slow_files", &json!({ "seconds": seconds }));
+    }
+
     /// How many requests got a 503 so far.
     pub fn throttled(&self) -> u64 {
         self.try_get("/control/throttled")

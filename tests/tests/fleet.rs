@@ -8,7 +8,7 @@
 //! from the server changes nothing; a `kill -9` during an apply leaves the old config
 //! or the new one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use outpost_tests::agent::{run_cli, Agent, Launcher};
@@ -354,6 +354,35 @@ fn package_status<'a>(view: &'a Value, name: &str) -> &'a Value {
     &view["parts"]["package_statuses"]["packages"][name]
 }
 
+/// The local file with packages accepted if signed by the key at `public`.
+fn trusting_config(server: &OpampServer, store: &Receiver, public: &Path) -> String {
+    local_config(
+        &server.http_url(),
+        &store.url("/in"),
+        &format!("trusted_keys = [\"{}\"]", public.display()),
+    )
+}
+
+/// Puts the teapot plugin on the server for download and signs it with `dir`'s key:
+/// its path there, SHA-256 and signature (hex).
+fn publish_teapot(server: &OpampServer, dir: &Path) -> (PathBuf, String, String) {
+    let package = server.files.join("teapot_plugin.wasm");
+    std::fs::copy(
+        outpost_tests::plugins_dir().join("teapot_plugin.wasm"),
+        &package,
+    )
+    .unwrap();
+    let (sha, signature) = sign(dir, "fleet.key", &package);
+    (package, sha, signature)
+}
+
+/// Whether the server was told that `version` of `name` failed to install.
+fn install_failed(view: &Value, name: &str, version: &str) -> bool {
+    let status = package_status(view, name);
+    status["server_offered_version"] == version
+        && status["status"] == "PackageStatusEnum_InstallFailed"
+}
+
 #[test]
 fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,12 +392,8 @@ fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
     let device_plugins = dir.path().join("device-plugins");
     std::fs::create_dir_all(&device_plugins).unwrap();
     // Packages go to the running config's plugins dir: the device's own.
-    let local = local_config(
-        &server.http_url(),
-        &store.url("/in"),
-        &format!("trusted_keys = [\"{}\"]", public.display()),
-    )
-    .replace("{PLUGINS}", &device_plugins.display().to_string());
+    let local = trusting_config(&server, &store, &public)
+        .replace("{PLUGINS}", &device_plugins.display().to_string());
     let agent = start_agent(dir.path(), &local);
     wait_agent(&server, "the first report", |v| {
         v["messages"].as_u64() > Some(0)
@@ -387,13 +412,7 @@ fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
     });
 
     // ...then the signed package: installed, and the config applied with it.
-    let package = server.files.join("teapot_plugin.wasm");
-    std::fs::copy(
-        outpost_tests::plugins_dir().join("teapot_plugin.wasm"),
-        &package,
-    )
-    .unwrap();
-    let (sha, signature) = sign(dir.path(), "fleet.key", &package);
+    let (package, sha, signature) = publish_teapot(&server, dir.path());
     server.offer_packages(json!({"teapot_plugin": {
         "version": "1.0", "url": server.file_url("teapot_plugin.wasm"),
         "sha256": sha, "signature": signature}}));
@@ -417,7 +436,7 @@ fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
         "version": "2.0", "url": server.file_url("teapot_plugin.wasm"),
         "sha256": sha2, "signature": bad_signature}}));
     let view = wait_agent(&server, "INSTALL_FAILED (signature)", |v| {
-        package_status(v, "teapot_plugin")["server_offered_version"] == "2.0"
+        install_failed(v, "teapot_plugin", "2.0")
     });
     let status = package_status(&view, "teapot_plugin");
     assert_eq!(
@@ -439,7 +458,7 @@ fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
         "version": "3.0", "url": server.file_url("teapot_plugin.wasm"),
         "sha256": wrong_sha, "signature": signature}}));
     let view = wait_agent(&server, "INSTALL_FAILED (hash)", |v| {
-        package_status(v, "teapot_plugin")["server_offered_version"] == "3.0"
+        install_failed(v, "teapot_plugin", "3.0")
     });
     let status = package_status(&view, "teapot_plugin");
     assert!(
@@ -453,7 +472,7 @@ fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
     server.offer_packages(json!({"teapot_plugin": {
         "version": "4.0", "url": server.file_url("teapot_plugin.wasm"), "sha256": sha}}));
     let view = wait_agent(&server, "INSTALL_FAILED (unsigned)", |v| {
-        package_status(v, "teapot_plugin")["server_offered_version"] == "4.0"
+        install_failed(v, "teapot_plugin", "4.0")
     });
     let status = package_status(&view, "teapot_plugin");
     assert!(
@@ -470,6 +489,49 @@ fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
     );
     let r = agent.request("GET", "/v1/plugins/teapot_plugin/teapot", &[], b"");
     assert_eq!(r.status, 418);
+}
+
+/// A package that takes seconds to download is installed in the background: the
+/// server sees `INSTALLING` meanwhile, and the agent goes on reporting.
+#[test]
+fn a_slow_package_download_is_reported_installing_and_reporting_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = OpampServer::start(dir.path());
+    let store = Receiver::start();
+    let public = keygen(dir.path());
+    let _agent = start_agent(dir.path(), &trusting_config(&server, &store, &public));
+    wait_agent(&server, "the first report", |v| {
+        v["messages"].as_u64() > Some(0)
+    });
+    let (_, sha, signature) = publish_teapot(&server, dir.path());
+    server.slow_files(8);
+    server.offer_packages(json!({"teapot_plugin": {
+        "version": "1.0", "url": server.file_url("teapot_plugin.wasm"),
+        "sha256": sha, "signature": signature}}));
+    let installing = |v: &Value| {
+        let status = package_status(v, "teapot_plugin");
+        status["status"] == "PackageStatusEnum_Installing"
+            && status["server_offered_version"] == "1.0"
+    };
+    let view = wait_agent(&server, "INSTALLING", installing);
+    assert!(package_status(&view, "teapot_plugin")
+        .get("agent_has_version")
+        .is_none());
+    // The poll goes on (every second) while the download takes ~8 s: more messages
+    // reach the server before the package is installed.
+    let seen = view["messages"].as_u64().unwrap();
+    wait_agent(&server, "two more messages while INSTALLING", |v| {
+        v["messages"].as_u64().unwrap() >= seen + 2 && installing(v)
+    });
+    let view = wait_agent(&server, "INSTALLED", |v| {
+        package_status(v, "teapot_plugin")["agent_has_version"] == "1.0"
+    });
+    let status = package_status(&view, "teapot_plugin");
+    assert!(
+        status.get("status").is_none(),
+        "INSTALLED is the default: {status}"
+    );
+    assert!(status.get("error_message").is_none(), "{status}");
 }
 
 #[test]

@@ -210,6 +210,7 @@ impl Client {
         );
         let mut last_sent: Option<Instant> = None;
         loop {
+            self.poll_packages().await;
             let due = last_sent.is_none_or(|t| t.elapsed() >= self.interval);
             // What the server's answer changed goes out at once, but at most once per
             // MIN_GAP: a server that asks for a full state in every answer gets one a
@@ -240,7 +241,6 @@ impl Client {
                 .await;
                 return Ok(());
             }
-            self.retry_packages().await;
         }
     }
 
@@ -261,6 +261,7 @@ impl Client {
         let mut awaiting: Option<Instant> = None;
         let mut due = true;
         loop {
+            self.poll_packages().await;
             let may = last_sent.elapsed() >= MIN_GAP || due;
             if let Some((message, parts)) = self.next_message(due, may) {
                 self.endpoint
@@ -287,7 +288,6 @@ impl Client {
                 }
                 _ = tokio::time::sleep(wait) => {
                     due = last_sent.elapsed() >= self.interval;
-                    self.retry_packages().await;
                 }
                 _ = shutdown.stopped() => {
                     let bye = self.disconnect_message();
@@ -430,14 +430,10 @@ impl Client {
         }
         if let Some(offer) = answer.packages_available {
             if self.packages.accepts() {
+                // Installed in the background; `poll_packages` activates them.
                 let dir = self.api.status.config.plugins_dir();
-                let installed = self
-                    .packages
-                    .offer(offer.packages, offer.all_packages_hash, &dir)
-                    .await;
-                if !installed.is_empty() {
-                    self.activate_packages().await;
-                }
+                self.packages
+                    .offer(offer.packages, offer.all_packages_hash, &dir);
             } else {
                 tracing::warn!(
                     "the OpAMP server offers packages, but fleet.trusted_keys is empty; ignored"
@@ -541,11 +537,12 @@ impl Client {
         })
     }
 
-    /// Installs again what failed for a passing reason (a download cut off), once
-    /// its backoff is over.
-    async fn retry_packages(&mut self) {
+    /// Activates the packages an install in the background finished, and installs
+    /// again what failed for a passing reason (a download cut off) once its backoff
+    /// is over.
+    async fn poll_packages(&mut self) {
         let dir = self.api.status.config.plugins_dir();
-        let installed = self.packages.retry_if_due(&dir).await;
+        let installed = self.packages.poll(&dir).await;
         if !installed.is_empty() {
             self.activate_packages().await;
         }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -83,19 +84,43 @@ struct Retry {
     at: Instant,
 }
 
-/// The packages on this device and how the last offer went.
-pub struct PackageManager {
+/// An offer being installed by a task of its own, so that the fleet client goes on
+/// reporting (and the server sees `INSTALLING`) while a package downloads — which
+/// may take minutes on a slow link.
+struct Installing {
+    packages: HashMap<String, PackageAvailable>,
+    all_hash: Vec<u8>,
+    task: tokio::task::JoinHandle<Vec<(String, Result<PathBuf, PackageError>)>>,
+}
+
+/// What fetches, checks and writes packages: shared with the install task.
+struct Installer {
     endpoint: Endpoint,
     /// The fleet server: its headers (credentials) go only to downloads from it.
     server: url::Url,
-    retry: Option<Retry>,
     store: FleetStore,
     keys: Vec<PublicKey>,
     max_bytes: u64,
+}
+
+/// The packages on this device and how the last offer went.
+pub struct PackageManager {
+    installer: Arc<Installer>,
+    retry: Option<Retry>,
+    installing: Option<Installing>,
     installed: Packages,
-    /// Per package: the last outcome (installed, or why not).
+    /// Per package: the last outcome (installed, or why not), or `INSTALLING`.
     statuses: HashMap<String, PackageStatus>,
     offered_all_hash: Vec<u8>,
+}
+
+impl Drop for PackageManager {
+    fn drop(&mut self) {
+        // A download cut off here is resumed by the next offer.
+        if let Some(installing) = &self.installing {
+            installing.task.abort();
+        }
+    }
 }
 
 impl PackageManager {
@@ -109,12 +134,15 @@ impl PackageManager {
         let installed = store.packages();
         let offered_all_hash = from_hex(&installed.all_packages_hash).unwrap_or_default();
         PackageManager {
-            endpoint,
-            server,
+            installer: Arc::new(Installer {
+                endpoint,
+                server,
+                store,
+                keys,
+                max_bytes,
+            }),
             retry: None,
-            store,
-            keys,
-            max_bytes,
+            installing: None,
             installed,
             statuses: HashMap::new(),
             offered_all_hash,
@@ -123,40 +151,142 @@ impl PackageManager {
 
     /// Whether packages are accepted at all (some key may sign them).
     pub fn accepts(&self) -> bool {
-        !self.keys.is_empty()
+        !self.installer.keys.is_empty()
     }
 
-    /// Installs what `offer` has that the device lacks, into `plugins_dir`. Returns the
-    /// names of the packages installed (the caller reloads to activate them).
-    pub async fn offer(
+    /// Starts installing what `offer` has that the device lacks, into `plugins_dir`,
+    /// in the background; [`PackageManager::poll`] finishes it. An install of another
+    /// offer still running is abandoned (its partial downloads stay, to be resumed).
+    pub fn offer(
         &mut self,
         packages: HashMap<String, PackageAvailable>,
         all_hash: Vec<u8>,
         plugins_dir: &Path,
-    ) -> Vec<String> {
+    ) {
         if !all_hash.is_empty() && to_hex(&all_hash) == self.installed.all_packages_hash {
-            return Vec::new();
+            self.abandon();
+            return;
         }
+        if self
+            .installing
+            .as_ref()
+            .is_some_and(|i| i.all_hash == all_hash && i.packages == packages)
+        {
+            return; // the same offer again: already under way
+        }
+        self.abandon();
         self.offered_all_hash = all_hash.clone();
         self.retry = None;
-        let mut installed = Vec::new();
-        let mut all_ok = true;
-        let mut passing = false;
         let mut names: Vec<_> = packages.keys().cloned().collect();
         names.sort();
+        let mut todo = Vec::new();
         for name in names {
             let offer = &packages[&name];
-            let offered_hash = to_hex(&offer.hash);
             if self
                 .installed
                 .installed
                 .get(&name)
-                .is_some_and(|p| p.hash == offered_hash && p.file.exists())
+                .is_some_and(|p| p.hash == to_hex(&offer.hash) && p.file.exists())
             {
                 self.statuses.remove(&name);
                 continue;
             }
-            match self.install(&name, offer, plugins_dir).await {
+            let status = self.offered_status(&name, offer, PackageStatusEnum::Installing);
+            self.statuses.insert(name.clone(), status);
+            todo.push((name, offer.clone()));
+        }
+        if todo.is_empty() {
+            self.finish(packages, all_hash, Vec::new());
+            return;
+        }
+        let installer = Arc::clone(&self.installer);
+        let dir = plugins_dir.to_owned();
+        let task = tokio::spawn(async move {
+            let mut results = Vec::with_capacity(todo.len());
+            for (name, offer) in todo {
+                let result = installer.install(&name, &offer, &dir).await;
+                results.push((name, result));
+            }
+            results
+        });
+        self.installing = Some(Installing {
+            packages,
+            all_hash,
+            task,
+        });
+    }
+
+    /// Takes the outcome of an install once its task is done, or starts the retry of
+    /// a passing failure once its time came. Returns the names of the packages
+    /// installed (the caller reloads to activate them).
+    pub async fn poll(&mut self, plugins_dir: &Path) -> Vec<String> {
+        if let Some(installing) = self.installing.take_if(|i| i.task.is_finished()) {
+            let Installing {
+                packages,
+                all_hash,
+                task,
+            } = installing;
+            let results = match task.await {
+                Ok(results) => results,
+                Err(e) => {
+                    // A bug: every package of the offer failed for a passing reason.
+                    let failed = || PackageError::Io(std::io::Error::other(e.to_string()));
+                    self.pending(&packages)
+                        .map(|name| (name, Err(failed())))
+                        .collect()
+                }
+            };
+            return self.finish(packages, all_hash, results);
+        }
+        if self.installing.is_none() && self.retry.as_ref().is_some_and(|r| Instant::now() >= r.at)
+        {
+            let retry = self.retry.take().expect("checked");
+            tracing::info!("trying the plugin packages that failed again");
+            self.offer(retry.packages, retry.all_hash, plugins_dir);
+        }
+        Vec::new()
+    }
+
+    /// The names in `packages` whose status says `INSTALLING`.
+    fn pending<'a>(
+        &'a self,
+        packages: &'a HashMap<String, PackageAvailable>,
+    ) -> impl Iterator<Item = String> + 'a {
+        packages
+            .keys()
+            .filter(|name| {
+                self.statuses
+                    .get(*name)
+                    .is_some_and(|s| s.status == PackageStatusEnum::Installing as i32)
+            })
+            .cloned()
+    }
+
+    /// Stops the install under way, if any; its packages are no longer `INSTALLING`.
+    fn abandon(&mut self) {
+        if let Some(installing) = self.installing.take() {
+            installing.task.abort();
+            let names: Vec<String> = self.pending(&installing.packages).collect();
+            for name in names {
+                self.statuses.remove(&name);
+            }
+        }
+    }
+
+    /// Records what became of each package of an offer (`results`, by name): the
+    /// installed ones, the failed ones with why, and a retry if a failure may pass.
+    fn finish(
+        &mut self,
+        packages: HashMap<String, PackageAvailable>,
+        all_hash: Vec<u8>,
+        results: Vec<(String, Result<PathBuf, PackageError>)>,
+    ) -> Vec<String> {
+        let mut installed = Vec::new();
+        let mut all_ok = true;
+        let mut passing = false;
+        for (name, result) in results {
+            let offer = &packages[&name];
+            match result {
                 Ok(file) => {
                     tracing::info!(package = %name, version = %offer.version, file = %file.display(),
                         "plugin package installed");
@@ -164,7 +294,7 @@ impl PackageManager {
                         name.clone(),
                         InstalledPackage {
                             version: offer.version.clone(),
-                            hash: offered_hash,
+                            hash: to_hex(&offer.hash),
                             file,
                         },
                     );
@@ -176,10 +306,8 @@ impl PackageManager {
                     passing |= e.is_passing();
                     tracing::error!(package = %name, version = %offer.version, error = %e,
                         "plugin package refused; nothing changed");
-                    let mut status = self.status_of(&name);
-                    status.server_offered_version = offer.version.clone();
-                    status.server_offered_hash = offer.hash.clone();
-                    status.status = PackageStatusEnum::InstallFailed as i32;
+                    let mut status =
+                        self.offered_status(&name, offer, PackageStatusEnum::InstallFailed);
                     status.error_message = e.to_string();
                     self.statuses.insert(name, status);
                 }
@@ -196,24 +324,14 @@ impl PackageManager {
                 at: Instant::now() + RETRY_AFTER,
             });
         }
-        if let Err(e) = self.store.set_packages(&self.installed) {
+        if let Err(e) = self.installer.store.set_packages(&self.installed) {
             tracing::error!(error = %e, "cannot record the installed packages");
         }
         installed
     }
 
-    /// Tries the last offer again if a passing failure left it and its time came.
-    pub async fn retry_if_due(&mut self, plugins_dir: &Path) -> Vec<String> {
-        if self.retry.as_ref().is_none_or(|r| Instant::now() < r.at) {
-            return Vec::new();
-        }
-        let retry = self.retry.take().expect("checked");
-        tracing::info!("trying the plugin packages that failed again");
-        self.offer(retry.packages, retry.all_hash, plugins_dir)
-            .await
-    }
-
-    /// The statuses to report: every installed package, and every failed offer.
+    /// The statuses to report: every installed package, and every offer failed or
+    /// being installed.
     pub fn statuses(&self) -> PackageStatuses {
         let mut packages: HashMap<String, PackageStatus> = self
             .installed
@@ -244,6 +362,24 @@ impl PackageManager {
         }
     }
 
+    /// The status of `name` as offered by `offer`: what the device has, what it was
+    /// offered, and `status`.
+    fn offered_status(
+        &self,
+        name: &str,
+        offer: &PackageAvailable,
+        status: PackageStatusEnum,
+    ) -> PackageStatus {
+        PackageStatus {
+            server_offered_version: offer.version.clone(),
+            server_offered_hash: offer.hash.clone(),
+            status: status as i32,
+            ..self.status_of(name)
+        }
+    }
+}
+
+impl Installer {
     async fn install(
         &self,
         name: &str,
