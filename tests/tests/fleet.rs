@@ -492,7 +492,8 @@ fn signed_plugin_packages_are_installed_and_used_and_bad_ones_refused() {
 }
 
 /// A package that takes seconds to download is installed in the background: the
-/// server sees `INSTALLING` meanwhile, and the agent goes on reporting.
+/// server sees `INSTALLING` meanwhile, the agent goes on reporting, and a newer offer
+/// replaces the one under way.
 #[test]
 fn a_slow_package_download_is_reported_installing_and_reporting_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -523,8 +524,18 @@ fn a_slow_package_download_is_reported_installing_and_reporting_goes_on() {
     wait_agent(&server, "two more messages while INSTALLING", |v| {
         v["messages"].as_u64().unwrap() >= seen + 2 && installing(v)
     });
-    let view = wait_agent(&server, "INSTALLED", |v| {
-        package_status(v, "teapot_plugin")["agent_has_version"] == "1.0"
+    // A newer offer meanwhile: the download under way stops, and the newer one is
+    // installed (resuming the same bytes), with no failure reported on the way.
+    server.offer_packages(json!({"teapot_plugin": {
+        "version": "1.1", "url": server.file_url("teapot_plugin.wasm"),
+        "sha256": sha, "signature": signature}}));
+    let view = wait_agent(&server, "1.1 INSTALLED", |v| {
+        let status = package_status(v, "teapot_plugin");
+        assert_ne!(
+            status["status"], "PackageStatusEnum_InstallFailed",
+            "{status}"
+        );
+        status["agent_has_version"] == "1.1"
     });
     let status = package_status(&view, "teapot_plugin");
     assert!(

@@ -167,6 +167,9 @@ impl Client {
         };
         let mut reconnect = Reconnect::new(&retry, format!("OpAMP server {}", self.fleet.server));
         loop {
+            // Also between connections: an install that ends while the server is out
+            // of reach is recorded and activated all the same.
+            self.poll_packages().await;
             let outcome = match self.fleet.transport {
                 FleetTransport::Http => self.run_http(&mut shutdown, &mut reconnect).await,
                 FleetTransport::WebSocket => self.run_ws(&mut shutdown, &mut reconnect).await,

@@ -43,6 +43,8 @@ pub enum PackageError {
     Unsigned,
     #[error("the signature matches none of fleet.trusted_keys")]
     BadSignature,
+    #[error("superseded by a newer offer")]
+    Superseded,
     #[error("cannot install into {}: {source}", dir.display())]
     Install {
         dir: PathBuf,
@@ -91,6 +93,16 @@ struct Installing {
     packages: HashMap<String, PackageAvailable>,
     all_hash: Vec<u8>,
     task: tokio::task::JoinHandle<Vec<(String, Result<PathBuf, PackageError>)>>,
+    /// Set when a newer offer replaces this one: the task stops at its next download
+    /// or between packages — never between writing a package and returning it, so
+    /// what it installed is always recorded.
+    supersede: tokio::sync::watch::Sender<bool>,
+}
+
+impl Installing {
+    fn superseded(&self) -> bool {
+        *self.supersede.borrow()
+    }
 }
 
 /// What fetches, checks and writes packages: shared with the install task.
@@ -108,6 +120,9 @@ pub struct PackageManager {
     installer: Arc<Installer>,
     retry: Option<Retry>,
     installing: Option<Installing>,
+    /// An offer that came while another was being installed: started once that one
+    /// stopped.
+    queued: Option<(HashMap<String, PackageAvailable>, Vec<u8>)>,
     installed: Packages,
     /// Per package: the last outcome (installed, or why not), or `INSTALLING`.
     statuses: HashMap<String, PackageStatus>,
@@ -116,9 +131,10 @@ pub struct PackageManager {
 
 impl Drop for PackageManager {
     fn drop(&mut self) {
-        // A download cut off here is resumed by the next offer.
+        // At shutdown: the task stops at its next download (resumed by the next
+        // offer); a package it was writing is kept and found by its hash next time.
         if let Some(installing) = &self.installing {
-            installing.task.abort();
+            installing.supersede.send_replace(true);
         }
     }
 }
@@ -143,6 +159,7 @@ impl PackageManager {
             }),
             retry: None,
             installing: None,
+            queued: None,
             installed,
             statuses: HashMap::new(),
             offered_all_hash,
@@ -155,28 +172,43 @@ impl PackageManager {
     }
 
     /// Starts installing what `offer` has that the device lacks, into `plugins_dir`,
-    /// in the background; [`PackageManager::poll`] finishes it. An install of another
-    /// offer still running is abandoned (its partial downloads stay, to be resumed).
+    /// in the background; [`PackageManager::poll`] finishes it. If another offer is
+    /// being installed, it is told to stop and this one waits for it (its partial
+    /// downloads stay, to be resumed).
     pub fn offer(
         &mut self,
         packages: HashMap<String, PackageAvailable>,
         all_hash: Vec<u8>,
         plugins_dir: &Path,
     ) {
-        if !all_hash.is_empty() && to_hex(&all_hash) == self.installed.all_packages_hash {
-            self.abandon();
-            return;
-        }
-        if self
-            .installing
-            .as_ref()
-            .is_some_and(|i| i.all_hash == all_hash && i.packages == packages)
-        {
-            return; // the same offer again: already under way
-        }
-        self.abandon();
         self.offered_all_hash = all_hash.clone();
         self.retry = None;
+        if let Some(installing) = &self.installing {
+            if !installing.superseded()
+                && installing.all_hash == all_hash
+                && installing.packages == packages
+            {
+                self.queued = None;
+                return; // the same offer again: already under way
+            }
+            installing.supersede.send_replace(true);
+            self.queued = Some((packages, all_hash));
+            return;
+        }
+        self.start(packages, all_hash, plugins_dir);
+    }
+
+    fn start(
+        &mut self,
+        packages: HashMap<String, PackageAvailable>,
+        all_hash: Vec<u8>,
+        plugins_dir: &Path,
+    ) {
+        if !all_hash.is_empty() && to_hex(&all_hash) == self.installed.all_packages_hash {
+            // What is installed is what is offered: failures of older offers are moot.
+            self.statuses.clear();
+            return;
+        }
         let mut names: Vec<_> = packages.keys().cloned().collect();
         names.sort();
         let mut todo = Vec::new();
@@ -201,10 +233,16 @@ impl PackageManager {
         }
         let installer = Arc::clone(&self.installer);
         let dir = plugins_dir.to_owned();
+        let (supersede, superseded) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut results = Vec::with_capacity(todo.len());
             for (name, offer) in todo {
-                let result = installer.install(&name, &offer, &dir).await;
+                if *superseded.borrow() {
+                    break;
+                }
+                let result = installer
+                    .install(&name, &offer, &dir, superseded.clone())
+                    .await;
                 results.push((name, result));
             }
             results
@@ -213,68 +251,46 @@ impl PackageManager {
             packages,
             all_hash,
             task,
+            supersede,
         });
     }
 
-    /// Takes the outcome of an install once its task is done, or starts the retry of
-    /// a passing failure once its time came. Returns the names of the packages
-    /// installed (the caller reloads to activate them).
+    /// Takes the outcome of an install once its task is done (then starts the offer
+    /// that waited for it), or starts the retry of a passing failure once its time
+    /// came. Returns the names of the packages installed (the caller reloads to
+    /// activate them).
     pub async fn poll(&mut self, plugins_dir: &Path) -> Vec<String> {
         if let Some(installing) = self.installing.take_if(|i| i.task.is_finished()) {
             let Installing {
                 packages,
                 all_hash,
                 task,
+                ..
             } = installing;
-            let results = match task.await {
-                Ok(results) => results,
-                Err(e) => {
-                    // A bug: every package of the offer failed for a passing reason.
-                    let failed = || PackageError::Io(std::io::Error::other(e.to_string()));
-                    self.pending(&packages)
-                        .map(|name| (name, Err(failed())))
-                        .collect()
-                }
-            };
-            return self.finish(packages, all_hash, results);
+            let results = task.await.unwrap_or_else(|e| {
+                // A bug: what was not answered failed for a passing reason.
+                tracing::error!(error = %e, "the package install task failed");
+                Vec::new()
+            });
+            let installed = self.finish(packages, all_hash, results);
+            if let Some((packages, all_hash)) = self.queued.take() {
+                self.start(packages, all_hash, plugins_dir);
+            }
+            return installed;
         }
         if self.installing.is_none() && self.retry.as_ref().is_some_and(|r| Instant::now() >= r.at)
         {
             let retry = self.retry.take().expect("checked");
             tracing::info!("trying the plugin packages that failed again");
-            self.offer(retry.packages, retry.all_hash, plugins_dir);
+            self.start(retry.packages, retry.all_hash, plugins_dir);
         }
         Vec::new()
     }
 
-    /// The names in `packages` whose status says `INSTALLING`.
-    fn pending<'a>(
-        &'a self,
-        packages: &'a HashMap<String, PackageAvailable>,
-    ) -> impl Iterator<Item = String> + 'a {
-        packages
-            .keys()
-            .filter(|name| {
-                self.statuses
-                    .get(*name)
-                    .is_some_and(|s| s.status == PackageStatusEnum::Installing as i32)
-            })
-            .cloned()
-    }
-
-    /// Stops the install under way, if any; its packages are no longer `INSTALLING`.
-    fn abandon(&mut self) {
-        if let Some(installing) = self.installing.take() {
-            installing.task.abort();
-            let names: Vec<String> = self.pending(&installing.packages).collect();
-            for name in names {
-                self.statuses.remove(&name);
-            }
-        }
-    }
-
     /// Records what became of each package of an offer (`results`, by name): the
     /// installed ones, the failed ones with why, and a retry if a failure may pass.
+    /// A package left without a result (its install stopped for a newer offer, or
+    /// the task failed) is no longer `INSTALLING`.
     fn finish(
         &mut self,
         packages: HashMap<String, PackageAvailable>,
@@ -284,7 +300,9 @@ impl PackageManager {
         let mut installed = Vec::new();
         let mut all_ok = true;
         let mut passing = false;
+        let mut answered = std::collections::HashSet::new();
         for (name, result) in results {
+            answered.insert(name.clone());
             let offer = &packages[&name];
             match result {
                 Ok(file) => {
@@ -301,6 +319,10 @@ impl PackageManager {
                     self.statuses.remove(&name);
                     installed.push(name);
                 }
+                Err(PackageError::Superseded) => {
+                    all_ok = false;
+                    self.statuses.remove(&name);
+                }
                 Err(e) => {
                     all_ok = false;
                     passing |= e.is_passing();
@@ -313,16 +335,34 @@ impl PackageManager {
                 }
             }
         }
+        for name in packages.keys().filter(|n| !answered.contains(*n)) {
+            if self
+                .statuses
+                .get(name)
+                .is_some_and(|s| s.status == PackageStatusEnum::Installing as i32)
+            {
+                all_ok = false;
+                passing = true; // a task that failed; a stopped one has a newer offer
+                self.statuses.remove(name);
+            }
+        }
         if all_ok {
             self.installed.all_packages_hash = to_hex(&all_hash);
-        } else if passing {
-            // The server does not offer again what the agent said it received: the
-            // agent tries again itself.
-            self.retry = Some(Retry {
-                packages,
-                all_hash,
-                at: Instant::now() + RETRY_AFTER,
-            });
+        } else {
+            if !installed.is_empty() {
+                // What is installed now matches no offer's hash: the next offer is
+                // compared package by package.
+                self.installed.all_packages_hash.clear();
+            }
+            if passing && self.queued.is_none() {
+                // The server does not offer again what the agent said it received:
+                // the agent tries again itself.
+                self.retry = Some(Retry {
+                    packages,
+                    all_hash,
+                    at: Instant::now() + RETRY_AFTER,
+                });
+            }
         }
         if let Err(e) = self.installer.store.set_packages(&self.installed) {
             tracing::error!(error = %e, "cannot record the installed packages");
@@ -380,11 +420,14 @@ impl PackageManager {
 }
 
 impl Installer {
+    /// Downloads, checks and writes one package. `superseded` stops the download
+    /// (only the partial file has been written then), not the check and write.
     async fn install(
         &self,
         name: &str,
         offer: &PackageAvailable,
         plugins_dir: &Path,
+        mut superseded: tokio::sync::watch::Receiver<bool>,
     ) -> Result<PathBuf, PackageError> {
         if !is_identifier(name) {
             return Err(PackageError::Name(name.to_owned()));
@@ -403,7 +446,7 @@ impl Installer {
             .flat_map(|h| &h.headers)
             .map(|h| (h.key.clone(), h.value.clone()))
             .collect();
-        let part = tokio::time::timeout(
+        let download = tokio::time::timeout(
             DOWNLOAD_DEADLINE,
             self.download(
                 name,
@@ -412,9 +455,12 @@ impl Installer {
                 same_server(&url, &self.server),
                 &file.content_hash,
             ),
-        )
-        .await
-        .map_err(|_| PackageError::Download(TransportError::Timeout(DOWNLOAD_DEADLINE)))??;
+        );
+        let part = tokio::select! {
+            done = download => done
+                .map_err(|_| PackageError::Download(TransportError::Timeout(DOWNLOAD_DEADLINE)))??,
+            _ = superseded.wait_for(|s| *s) => return Err(PackageError::Superseded),
+        };
         // Hashing, checking and writing up to max_package_bytes: off the reactor.
         let keys = self.keys.clone();
         let (hash, signature) = (file.content_hash.clone(), file.signature.clone());
