@@ -21,6 +21,7 @@ checked against an independent implementation of the wire format.
   POST /control/full_state    the next answer asks for a full state report
   POST /control/throttle      {"seconds": N}: answer 503 with Retry-After for N s
   POST /control/slow_files    {"seconds": N}: each download takes about N s (a slow link)
+  GET  /control/ranges        {"ranges": N}: downloads so far that resumed (a Range header)
 """
 
 import argparse
@@ -186,6 +187,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def do_GET(self):
+        if self.path == "/control/ranges":
+            return self.send(200, json.dumps({"ranges": FLAGS.get("ranges", 0)}).encode())
         if self.path == "/control/throttled":
             return self.send(200, json.dumps({"throttled": FLAGS.get("throttled", 0)}).encode())
         if self.path == "/control/agents":
@@ -204,6 +207,7 @@ class Handler(BaseHTTPRequestHandler):
         data = open(path, "rb").read()
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
+            FLAGS["ranges"] = FLAGS.get("ranges", 0) + 1
             start = int(rng[len("bytes="):].split("-")[0])
             if start >= len(data):
                 return self.send(416, b"", "application/octet-stream")

@@ -188,6 +188,12 @@ impl OpampServer {
         self.post("/control/slow_files", &json!({ "seconds": seconds }));
     }
 
+    /// How many downloads so far resumed a partial file (sent a `Range` header).
+    pub fn range_requests(&self) -> u64 {
+        self.try_get("/control/ranges")
+            .map_or(0, |v| v["ranges"].as_u64().unwrap_or(0))
+    }
+
     /// How many requests got a 503 so far.
     pub fn throttled(&self) -> u64 {
         self.try_get("/control/throttled")

@@ -505,7 +505,7 @@ fn a_slow_package_download_is_reported_installing_and_reporting_goes_on() {
         v["messages"].as_u64() > Some(0)
     });
     let (_, sha, signature) = publish_teapot(&server, dir.path());
-    server.slow_files(8);
+    server.slow_files(12);
     server.offer_packages(json!({"teapot_plugin": {
         "version": "1.0", "url": server.file_url("teapot_plugin.wasm"),
         "sha256": sha, "signature": signature}}));
@@ -518,7 +518,7 @@ fn a_slow_package_download_is_reported_installing_and_reporting_goes_on() {
     assert!(package_status(&view, "teapot_plugin")
         .get("agent_has_version")
         .is_none());
-    // The poll goes on (every second) while the download takes ~8 s: more messages
+    // The poll goes on (every second) while the download takes ~12 s: more messages
     // reach the server before the package is installed.
     let seen = view["messages"].as_u64().unwrap();
     wait_agent(&server, "two more messages while INSTALLING", |v| {
@@ -543,6 +543,10 @@ fn a_slow_package_download_is_reported_installing_and_reporting_goes_on() {
         "INSTALLED is the default: {status}"
     );
     assert!(status.get("error_message").is_none(), "{status}");
+    assert!(
+        server.range_requests() >= 1,
+        "the stopped download was resumed, not started over"
+    );
 }
 
 #[test]

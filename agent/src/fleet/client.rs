@@ -189,7 +189,7 @@ impl Client {
                 // server, a century must not leave the device unmanaged.
                 let delay = (*after).clamp(Duration::from_secs(1), THROTTLE_MAX);
                 tracing::warn!(%error, retry_in = ?delay, "the OpAMP server asks to come back later");
-                if shutdown.sleep(delay).await {
+                if self.pause(delay, &mut shutdown).await {
                     return;
                 }
                 continue;
@@ -538,6 +538,22 @@ impl Client {
                 restart.join(", ")
             )
         })
+    }
+
+    /// Waits `delay` (false) or until shutdown (true), finishing package installs
+    /// meanwhile: a throttling server may ask for an hour.
+    async fn pause(&mut self, delay: Duration, shutdown: &mut Shutdown) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if shutdown.sleep(left.min(CHECK_EVERY)).await {
+                return true;
+            }
+            self.poll_packages().await;
+        }
     }
 
     /// Activates the packages an install in the background finished, and installs

@@ -132,7 +132,8 @@ pub struct PackageManager {
 impl Drop for PackageManager {
     fn drop(&mut self) {
         // At shutdown: the task stops at its next download (resumed by the next
-        // offer); a package it was writing is kept and found by its hash next time.
+        // offer); a package written but not recorded is found out at the next start
+        // (`checked`).
         if let Some(installing) = &self.installing {
             installing.supersede.send_replace(true);
         }
@@ -147,7 +148,7 @@ impl PackageManager {
         keys: Vec<PublicKey>,
         max_bytes: u64,
     ) -> PackageManager {
-        let installed = store.packages();
+        let installed = checked(store.packages(), &store);
         let offered_all_hash = from_hex(&installed.all_packages_hash).unwrap_or_default();
         PackageManager {
             installer: Arc::new(Installer {
@@ -314,6 +315,11 @@ impl PackageManager {
                             version: offer.version.clone(),
                             hash: to_hex(&offer.hash),
                             file,
+                            content: offer
+                                .file
+                                .as_ref()
+                                .map(|f| to_hex(&f.content_hash))
+                                .unwrap_or_default(),
                         },
                     );
                     self.statuses.remove(&name);
@@ -551,6 +557,34 @@ impl Installer {
     }
 }
 
+/// `installed` without the packages whose file is gone or holds other bytes than
+/// recorded (a crash between writing a package and recording it, or a hand edit):
+/// they are installed again at the next offer. Records the result if it changed.
+fn checked(mut installed: Packages, store: &FleetStore) -> Packages {
+    let stale: Vec<String> = installed
+        .installed
+        .iter()
+        .filter(|(_, p)| {
+            !p.file.exists()
+                || (!p.content.is_empty()
+                    && std::fs::read(&p.file).map_or(true, |c| to_hex(&sha256(&c)) != p.content))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    if stale.is_empty() {
+        return installed;
+    }
+    for name in &stale {
+        tracing::warn!(package = %name, "an installed package's file is not what was recorded; it is installed again at the next offer");
+        installed.installed.remove(name);
+    }
+    installed.all_packages_hash.clear();
+    if let Err(e) = store.set_packages(&installed) {
+        tracing::error!(error = %e, "cannot record the installed packages");
+    }
+    installed
+}
+
 /// Checks the downloaded file `part` (its SHA-256 against `content_hash`, its
 /// signature against `keys`) and writes it to `target` atomically. Blocking.
 fn verify_and_install(
@@ -598,6 +632,48 @@ mod tests {
         assert!(!same_server(&plain, &server));
         assert!(!same_server(&other, &server));
         assert!(!same_server(&port, &server));
+    }
+
+    #[test]
+    fn installed_packages_whose_file_is_not_as_recorded_are_forgotten_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FleetStore::new(dir.path());
+        let file = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(format!("{name}.wasm"));
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let package = |file: PathBuf, content: &[u8]| InstalledPackage {
+            version: "1".into(),
+            hash: "aa".into(),
+            file,
+            content: if content.is_empty() {
+                String::new()
+            } else {
+                to_hex(&sha256(content))
+            },
+        };
+        let mut installed = Packages {
+            all_packages_hash: "ab".into(),
+            ..Packages::default()
+        };
+        let records = [
+            ("same", package(file("same", b"v1"), b"v1")),
+            // Written, then a crash before the record of the new version.
+            ("replaced", package(file("replaced", b"v2"), b"v1")),
+            ("gone", package(dir.path().join("gone.wasm"), b"v1")),
+            ("unchecked", package(file("unchecked", b"v1"), b"")),
+        ];
+        for (name, record) in records {
+            installed.installed.insert(name.into(), record);
+        }
+        let kept = checked(installed.clone(), &store);
+        let names: Vec<&str> = kept.installed.keys().map(String::as_str).collect();
+        assert_eq!(names, ["same", "unchecked"]);
+        assert_eq!(kept.all_packages_hash, "", "the set matches no offer now");
+        assert_eq!(store.packages(), kept, "recorded");
+        let again = checked(kept.clone(), &store);
+        assert_eq!(again, kept, "nothing more to forget");
     }
 
     #[test]

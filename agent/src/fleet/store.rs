@@ -37,6 +37,11 @@ pub struct InstalledPackage {
     pub hash: String,
     /// Where the package's file went.
     pub file: PathBuf,
+    /// The SHA-256 of the file's content (hex), checked at start: a crash between
+    /// writing a file and recording it must not leave a record that lies. Empty in
+    /// records from before it was kept.
+    #[serde(default)]
+    pub content: String,
 }
 
 /// The installed packages and the hash of the whole set the server last offered.
@@ -218,6 +223,7 @@ mod tests {
                 version: "1.2".into(),
                 hash: "cd".into(),
                 file: "plugins/filter.wasm".into(),
+                content: "ef".into(),
             },
         );
         store.set_packages(&packages).unwrap();
