@@ -123,6 +123,10 @@ pub struct PackageManager {
     /// An offer that came while another was being installed: started once that one
     /// stopped.
     queued: Option<(HashMap<String, PackageAvailable>, Vec<u8>)>,
+    /// The last offer whose install ended with failures: the same offer again (a
+    /// server may repeat it in every answer) waits for the retry, if its failures may
+    /// pass, instead of downloading again at each answer.
+    failed: Option<(HashMap<String, PackageAvailable>, Vec<u8>)>,
     installed: Packages,
     /// Per package: the last outcome (installed, or why not), or `INSTALLING`.
     statuses: HashMap<String, PackageStatus>,
@@ -161,6 +165,7 @@ impl PackageManager {
             retry: None,
             installing: None,
             queued: None,
+            failed: None,
             installed,
             statuses: HashMap::new(),
             offered_all_hash,
@@ -182,6 +187,12 @@ impl PackageManager {
         all_hash: Vec<u8>,
         plugins_dir: &Path,
     ) {
+        let same = |(p, h): &(HashMap<String, PackageAvailable>, Vec<u8>)| {
+            *h == all_hash && *p == packages
+        };
+        if self.installing.is_none() && self.failed.as_ref().is_some_and(same) {
+            return; // tried already; a passing failure's retry comes on its own
+        }
         self.offered_all_hash = all_hash.clone();
         self.retry = None;
         if let Some(installing) = &self.installing {
@@ -352,9 +363,14 @@ impl PackageManager {
                 self.statuses.remove(name);
             }
         }
+        self.failed = None;
         if all_ok {
             self.installed.all_packages_hash = to_hex(&all_hash);
         } else {
+            if self.queued.is_none() {
+                // Tried to the end (not stopped for a newer offer).
+                self.failed = Some((packages.clone(), all_hash.clone()));
+            }
             if !installed.is_empty() {
                 // What is installed now matches no offer's hash: the next offer is
                 // compared package by package.
