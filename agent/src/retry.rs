@@ -87,9 +87,16 @@ impl Reconnect {
     /// The connection failed: logs why and waits the backoff before the caller tries
     /// again. True if the agent is stopping (do not try again).
     pub async fn failed(&mut self, error: &(dyn Display + Sync), shutdown: &mut Shutdown) -> bool {
+        let delay = self.failure(error);
+        shutdown.sleep(delay).await
+    }
+
+    /// The connection failed: logs why and returns the backoff to wait, for a caller
+    /// with work of its own to do while it waits.
+    pub fn failure(&mut self, error: &(dyn Display + Sync)) -> Duration {
         let delay = self.backoff.next_delay();
         tracing::warn!(what = %self.what, %error, retry_in = ?delay, "connection failed");
-        shutdown.sleep(delay).await
+        delay
     }
 }
 

@@ -167,8 +167,8 @@ impl Client {
         };
         let mut reconnect = Reconnect::new(&retry, format!("OpAMP server {}", self.fleet.server));
         loop {
-            // Also between connections: an install that ends while the server is out
-            // of reach is recorded and activated all the same.
+            // Also between connections (and in the waits below): an install that ends
+            // while the server is out of reach is recorded and activated all the same.
             self.poll_packages().await;
             let outcome = match self.fleet.transport {
                 FleetTransport::Http => self.run_http(&mut shutdown, &mut reconnect).await,
@@ -194,7 +194,8 @@ impl Client {
                 }
                 continue;
             }
-            if reconnect.failed(&error, &mut shutdown).await {
+            let delay = reconnect.failure(&error);
+            if self.pause(delay, &mut shutdown).await {
                 return;
             }
         }
