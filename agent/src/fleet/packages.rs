@@ -79,10 +79,17 @@ fn same_server(url: &url::Url, server: &url::Url) -> bool {
         && secure(url) == secure(server)
 }
 
-/// An offer to try again, and when.
-struct Retry {
+/// One offer of the server: its packages, and the hash of them all (what the server
+/// compares with the agent's to tell whether the device has them all).
+#[derive(Clone, PartialEq)]
+struct Offer {
     packages: HashMap<String, PackageAvailable>,
     all_hash: Vec<u8>,
+}
+
+/// An offer to try again, and when.
+struct Retry {
+    offer: Offer,
     at: Instant,
 }
 
@@ -90,8 +97,7 @@ struct Retry {
 /// reporting (and the server sees `INSTALLING`) while a package downloads — which
 /// may take minutes on a slow link.
 struct Installing {
-    packages: HashMap<String, PackageAvailable>,
-    all_hash: Vec<u8>,
+    offer: Offer,
     task: tokio::task::JoinHandle<Vec<(String, Result<PathBuf, PackageError>)>>,
     /// Set when a newer offer replaces this one: the task stops at its next download
     /// or between packages — never between writing a package and returning it, so
@@ -122,11 +128,11 @@ pub struct PackageManager {
     installing: Option<Installing>,
     /// An offer that came while another was being installed: started once that one
     /// stopped.
-    queued: Option<(HashMap<String, PackageAvailable>, Vec<u8>)>,
+    queued: Option<Offer>,
     /// The last offer whose install ended with failures: the same offer again (a
     /// server may repeat it in every answer) waits for the retry, if its failures may
     /// pass, instead of downloading again at each answer.
-    failed: Option<(HashMap<String, PackageAvailable>, Vec<u8>)>,
+    failed: Option<Offer>,
     installed: Packages,
     /// Per package: the last outcome (installed, or why not), or `INSTALLING`.
     statuses: HashMap<String, PackageStatus>,
@@ -187,60 +193,51 @@ impl PackageManager {
         all_hash: Vec<u8>,
         plugins_dir: &Path,
     ) {
-        let same = |(p, h): &(HashMap<String, PackageAvailable>, Vec<u8>)| {
-            *h == all_hash && *p == packages
-        };
-        if self.installing.is_none() && self.failed.as_ref().is_some_and(same) {
+        let offer = Offer { packages, all_hash };
+        if self.installing.is_none() && self.failed.as_ref() == Some(&offer) {
             return; // tried already; a passing failure's retry comes on its own
         }
-        self.offered_all_hash = all_hash.clone();
+        self.offered_all_hash.clone_from(&offer.all_hash);
         self.retry = None;
         if let Some(installing) = &self.installing {
-            if !installing.superseded()
-                && installing.all_hash == all_hash
-                && installing.packages == packages
-            {
+            if !installing.superseded() && installing.offer == offer {
                 self.queued = None;
                 return; // the same offer again: already under way
             }
             installing.supersede.send_replace(true);
-            self.queued = Some((packages, all_hash));
+            self.queued = Some(offer);
             return;
         }
-        self.start(packages, all_hash, plugins_dir);
+        self.start(offer, plugins_dir);
     }
 
-    fn start(
-        &mut self,
-        packages: HashMap<String, PackageAvailable>,
-        all_hash: Vec<u8>,
-        plugins_dir: &Path,
-    ) {
-        if !all_hash.is_empty() && to_hex(&all_hash) == self.installed.all_packages_hash {
+    fn start(&mut self, offer: Offer, plugins_dir: &Path) {
+        if !offer.all_hash.is_empty() && to_hex(&offer.all_hash) == self.installed.all_packages_hash
+        {
             // What is installed is what is offered: failures of older offers are moot.
             self.statuses.clear();
             return;
         }
-        let mut names: Vec<_> = packages.keys().cloned().collect();
+        let mut names: Vec<_> = offer.packages.keys().cloned().collect();
         names.sort();
         let mut todo = Vec::new();
         for name in names {
-            let offer = &packages[&name];
+            let package = &offer.packages[&name];
             if self
                 .installed
                 .installed
                 .get(&name)
-                .is_some_and(|p| p.hash == to_hex(&offer.hash) && p.file.exists())
+                .is_some_and(|p| p.hash == to_hex(&package.hash) && p.file.exists())
             {
                 self.statuses.remove(&name);
                 continue;
             }
-            let status = self.offered_status(&name, offer, PackageStatusEnum::Installing);
+            let status = self.offered_status(&name, package, PackageStatusEnum::Installing);
             self.statuses.insert(name.clone(), status);
-            todo.push((name, offer.clone()));
+            todo.push((name, package.clone()));
         }
         if todo.is_empty() {
-            self.finish(packages, all_hash, Vec::new());
+            self.finish(offer, Vec::new());
             return;
         }
         let installer = Arc::clone(&self.installer);
@@ -248,20 +245,19 @@ impl PackageManager {
         let (supersede, superseded) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut results = Vec::with_capacity(todo.len());
-            for (name, offer) in todo {
+            for (name, package) in todo {
                 if *superseded.borrow() {
                     break;
                 }
                 let result = installer
-                    .install(&name, &offer, &dir, superseded.clone())
+                    .install(&name, &package, &dir, superseded.clone())
                     .await;
                 results.push((name, result));
             }
             results
         });
         self.installing = Some(Installing {
-            packages,
-            all_hash,
+            offer,
             task,
             supersede,
         });
@@ -273,20 +269,15 @@ impl PackageManager {
     /// activate them).
     pub async fn poll(&mut self, plugins_dir: &Path) -> Vec<String> {
         if let Some(installing) = self.installing.take_if(|i| i.task.is_finished()) {
-            let Installing {
-                packages,
-                all_hash,
-                task,
-                ..
-            } = installing;
+            let Installing { offer, task, .. } = installing;
             let results = task.await.unwrap_or_else(|e| {
                 // A bug: what was not answered failed for a passing reason.
                 tracing::error!(error = %e, "the package install task failed");
                 Vec::new()
             });
-            let installed = self.finish(packages, all_hash, results);
-            if let Some((packages, all_hash)) = self.queued.take() {
-                self.start(packages, all_hash, plugins_dir);
+            let installed = self.finish(offer, results);
+            if let Some(queued) = self.queued.take() {
+                self.start(queued, plugins_dir);
             }
             return installed;
         }
@@ -294,7 +285,7 @@ impl PackageManager {
         {
             let retry = self.retry.take().expect("checked");
             tracing::info!("trying the plugin packages that failed again");
-            self.start(retry.packages, retry.all_hash, plugins_dir);
+            self.start(retry.offer, plugins_dir);
         }
         Vec::new()
     }
@@ -305,8 +296,7 @@ impl PackageManager {
     /// the task failed) is no longer `INSTALLING`.
     fn finish(
         &mut self,
-        packages: HashMap<String, PackageAvailable>,
-        all_hash: Vec<u8>,
+        offer: Offer,
         results: Vec<(String, Result<PathBuf, PackageError>)>,
     ) -> Vec<String> {
         let mut installed = Vec::new();
@@ -315,18 +305,18 @@ impl PackageManager {
         let mut answered = std::collections::HashSet::new();
         for (name, result) in results {
             answered.insert(name.clone());
-            let offer = &packages[&name];
+            let package = &offer.packages[&name];
             match result {
                 Ok(file) => {
-                    tracing::info!(package = %name, version = %offer.version, file = %file.display(),
+                    tracing::info!(package = %name, version = %package.version, file = %file.display(),
                         "plugin package installed");
                     self.installed.installed.insert(
                         name.clone(),
                         InstalledPackage {
-                            version: offer.version.clone(),
-                            hash: to_hex(&offer.hash),
+                            version: package.version.clone(),
+                            hash: to_hex(&package.hash),
                             file,
-                            content: offer
+                            content: package
                                 .file
                                 .as_ref()
                                 .map(|f| to_hex(&f.content_hash))
@@ -343,16 +333,16 @@ impl PackageManager {
                 Err(e) => {
                     all_ok = false;
                     passing |= e.is_passing();
-                    tracing::error!(package = %name, version = %offer.version, error = %e,
+                    tracing::error!(package = %name, version = %package.version, error = %e,
                         "plugin package refused; nothing changed");
                     let mut status =
-                        self.offered_status(&name, offer, PackageStatusEnum::InstallFailed);
+                        self.offered_status(&name, package, PackageStatusEnum::InstallFailed);
                     status.error_message = e.to_string();
                     self.statuses.insert(name, status);
                 }
             }
         }
-        for name in packages.keys().filter(|n| !answered.contains(*n)) {
+        for name in offer.packages.keys().filter(|n| !answered.contains(*n)) {
             if self
                 .statuses
                 .get(name)
@@ -365,11 +355,11 @@ impl PackageManager {
         }
         self.failed = None;
         if all_ok {
-            self.installed.all_packages_hash = to_hex(&all_hash);
+            self.installed.all_packages_hash = to_hex(&offer.all_hash);
         } else {
             if self.queued.is_none() {
                 // Tried to the end (not stopped for a newer offer).
-                self.failed = Some((packages.clone(), all_hash.clone()));
+                self.failed = Some(offer.clone());
             }
             if !installed.is_empty() {
                 // What is installed now matches no offer's hash: the next offer is
@@ -380,8 +370,7 @@ impl PackageManager {
                 // The server does not offer again what the agent said it received:
                 // the agent tries again itself.
                 self.retry = Some(Retry {
-                    packages,
-                    all_hash,
+                    offer,
                     at: Instant::now() + RETRY_AFTER,
                 });
             }
