@@ -21,6 +21,8 @@ use outpost_tests::free_port;
 /// own, so that cargo does not take the files for other binaries).
 #[path = "bench/fleet.rs"]
 mod fleet;
+#[path = "bench/floor.rs"]
+mod floor;
 #[path = "bench/fluent_bit.rs"]
 mod fluent_bit;
 #[path = "bench/https.rs"]
@@ -32,6 +34,11 @@ mod sources;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("floor-server") {
+        // The `floor` scenario's server: this binary again, a process of its own.
+        floor::serve(&args[1..]);
+        return;
+    }
     let all = [
         "smoke10k",
         "plugin",
@@ -54,6 +61,7 @@ fn main() {
         "amqp-source",
         "fleet",
         "fluent-bit",
+        "floor",
     ];
     let chosen: Vec<&str> = if args.is_empty() {
         all.to_vec()
@@ -91,6 +99,7 @@ fn main() {
             "amqp-source" => sources::amqp_queue(),
             "fleet" => fleet::scenario(),
             "fluent-bit" => fluent_bit::side_by_side(),
+            "floor" => floor::scenario(),
             other => eprintln!(
                 "unknown scenario {other}; known: {all:?} (and plugin's parts: plugin-calls, plugin-idle)"
             ),
@@ -223,6 +232,17 @@ impl Agent {
 }
 
 /// A process's (utime + stime) in seconds.
+/// Waits (30 s at most) until a process started by a scenario listens on `port`.
+fn listening(port: u16, what: &str) -> SocketAddr {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    addr
+}
+
 fn proc_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];

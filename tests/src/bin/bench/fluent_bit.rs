@@ -8,7 +8,7 @@
 //! Fluent Bit is not built here: set `OUTPOST_BENCH_FLUENT_BIT` to its binary
 //! (BENCHMARKS.md says how to build one from its repository).
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use outpost_tests::free_port;
 
 use super::{
-    bench_config, body, drive_target, http_receiver, proc_cpu_seconds, proc_status_kb, run_load,
-    Load, Measured, Report, Tally, Target,
+    bench_config, body, drive_target, http_receiver, listening, proc_cpu_seconds, proc_status_kb,
+    run_load, Load, Measured, Report, Tally, Target,
 };
 
 /// What Fluent Bit's output puts in each record it got: one per request.
@@ -91,12 +91,7 @@ impl FluentBit {
             .stderr(std::fs::File::create(dir.path().join("fluent-bit.log")).unwrap())
             .spawn()
             .expect("start fluent-bit ($OUTPOST_BENCH_FLUENT_BIT)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "fluent-bit did not start");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let addr = listening(port, "fluent-bit");
         FluentBit {
             child,
             addr,
