@@ -108,6 +108,17 @@ fn under_power_cuts(sync_keys: &str, cuts: usize) -> (Accepted, HashSet<String>,
                 status.store(phase, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(250));
             }
+            // The journal was synced during the round (in interval mode by the agent's
+            // background thread, which a starved machine may delay past the phases):
+            // the interval test has a sync of the round to measure losses against.
+            wait_for(
+                "a journal sync during the round",
+                Duration::from_secs(30),
+                || {
+                    fs.last_sync(".jrn", Instant::now())
+                        .filter(|synced| *synced > round_began)
+                },
+            );
             // The power goes while requests are being answered.
             agent.kill9();
             let at = Instant::now();

@@ -231,7 +231,6 @@ impl Agent {
     }
 }
 
-/// A process's (utime + stime) in seconds.
 /// Waits (30 s at most) until a process started by a scenario listens on `port`.
 fn listening(port: u16, what: &str) -> SocketAddr {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -243,6 +242,7 @@ fn listening(port: u16, what: &str) -> SocketAddr {
     addr
 }
 
+/// A process's (utime + stime) in seconds.
 fn proc_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
