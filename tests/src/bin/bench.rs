@@ -231,15 +231,15 @@ impl Agent {
     }
 }
 
-/// Waits (30 s at most) until a process started by a scenario listens on `port`.
-fn listening(port: u16, what: &str) -> SocketAddr {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+/// Waits (30 s at most) until a process started by a scenario listens on `addr`. Call
+/// it once the process is in a value that kills it when dropped, so that a process
+/// that does not come up is not left running by the panic.
+fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(5));
     }
-    addr
 }
 
 /// A process's (utime + stime) in seconds.

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use outpost_tests::free_port;
 use tokio::sync::oneshot;
 
-use super::{body, drive_target, listening, proc_cpu_seconds, Report, Target};
+use super::{body, drive_target, proc_cpu_seconds, wait_listening, Report, Target};
 
 /// What the floor server does with a request's body before it answers.
 #[derive(Debug, Clone, Copy)]
@@ -107,11 +107,11 @@ impl FloorServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("start the floor server");
-        let mut server = FloorServer {
+        let server = FloorServer {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
-        server.addr = listening(port, "the floor server");
+        wait_listening(server.addr, "the floor server");
         server
     }
 }

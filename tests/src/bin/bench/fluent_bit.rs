@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use outpost_tests::free_port;
 
 use super::{
-    bench_config, body, drive_target, http_receiver, listening, proc_cpu_seconds, proc_status_kb,
-    run_load, Load, Measured, Report, Tally, Target,
+    bench_config, body, drive_target, http_receiver, proc_cpu_seconds, proc_status_kb, run_load,
+    wait_listening, Load, Measured, Report, Tally, Target,
 };
 
 /// What Fluent Bit's output puts in each record it got: one per request.
@@ -91,12 +91,13 @@ impl FluentBit {
             .stderr(std::fs::File::create(dir.path().join("fluent-bit.log")).unwrap())
             .spawn()
             .expect("start fluent-bit ($OUTPOST_BENCH_FLUENT_BIT)");
-        let addr = listening(port, "fluent-bit");
-        FluentBit {
+        let fluent_bit = FluentBit {
             child,
-            addr,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
             _dir: dir,
-        }
+        };
+        wait_listening(fluent_bit.addr, "fluent-bit");
+        fluent_bit
     }
 }
 
